@@ -1,0 +1,21 @@
+"""The Dagster definitions: one ``defs`` per external system, merged with the resources and the
+in-process executor.
+
+Steps here wait on HTTP, not CPU, so one process runs a whole run (no per-step process start-up);
+pools and the clients' own rate limiters keep the APIs within their limits.
+"""
+
+import dagster as dg
+
+from whop_pipeline.resources import build_resources
+from whop_pipeline.whop.definitions import defs as whop_defs
+
+SYSTEM_DEFS = [whop_defs]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(
+        *SYSTEM_DEFS,
+        dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
+    )

@@ -1,0 +1,39 @@
+"""The resources every asset, check, sensor and job uses, wired to environment variables.
+
+Secrets and the database URL (which may hold a password) are ``dg.EnvVar``s, read at run time and
+shown in the UI by name only. Optional variables fall back to their documented defaults.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_WHOP_API_BASE_URL
+from whop_pipeline.store.resource import PipelineDatabase
+from whop_pipeline.whop.resource import WhopResource
+
+
+def _env_or_default(name: str, default: str | None) -> str | None:
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    connection = os.environ.get("WHOP_PIPELINE_CONNECTION") or DEFAULT_CONNECTION
+    return {
+        "pipeline_db": PipelineDatabase(
+            url=_env_or_default("WHOP_PIPELINE_DB_URL", None), connection_name=connection
+        ),
+        "whop": WhopResource(
+            api_key=dg.EnvVar("WHOP_API_KEY"),
+            account_id=dg.EnvVar("WHOP_ACCOUNT_ID"),
+            base_url=_env_or_default("WHOP_API_BASE_URL", DEFAULT_WHOP_API_BASE_URL),
+            max_requests_per_second=_number("WHOP_MAX_REQUESTS_PER_SECOND", 10.0),
+        ),
+    }

@@ -1,0 +1,235 @@
+"""Plumbing shared by the Whop and Twenty emulators: request stats, fault injection, control routes,
+and serving an ASGI app on a background thread (so tests and the demo run everything in-process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTROL_PREFIX = "/_sandbox"
+RECENT_LIMIT = 1000
+
+
+@dataclass
+class RequestStats:
+    """What the emulator served. ``/_sandbox`` calls are never counted."""
+
+    requests: collections.Counter = field(default_factory=collections.Counter)
+    recent: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=RECENT_LIMIT)
+    )
+    total: int = 0
+    throttled: int = 0
+    faults: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, method: str, path: str, query: str, status: int) -> None:
+        with self.lock:
+            self.total += 1
+            self.requests[f"{method} {path}"] += 1
+            self.recent.append({"method": method, "path": path, "query": query, "status": status})
+            if status == 429:
+                self.throttled += 1
+
+    def record_fault(self) -> None:
+        with self.lock:
+            self.faults += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": dict(self.requests),
+                "recent": list(self.recent),
+                "total": self.total,
+                "throttled": self.throttled,
+                "faults": self.faults,
+            }
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.recent.clear()
+            self.total = self.throttled = self.faults = 0
+
+
+@dataclass
+class FaultPlan:
+    """Latency and random faults: 500s, 429s and dropped connections, in equal shares of ``rate``."""
+
+    latency_ms: float = 0.0
+    rate: float = 0.0
+    seed: int | None = None
+    retry_after_seconds: float = 1.0
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("fault rate must be between 0 and 1")
+        self._random = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def pick(self) -> str | None:
+        """``None`` (serve normally), ``"500"``, ``"429"`` or ``"drop"``."""
+        if self.rate <= 0:
+            return None
+        with self._lock:
+            if self._random.random() >= self.rate:
+                return None
+            return self._random.choice(("500", "429", "drop"))
+
+
+class DroppedConnection(Exception):
+    """Raised after the response has started, so uvicorn closes the socket mid-response."""
+
+
+async def send_json(
+    send: Send, status: int, body: Any, headers: dict[str, str] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+ErrorBody = Callable[[int], tuple[dict[str, Any], dict[str, str]]]
+
+
+class SandboxMiddleware:
+    """Wraps an emulator app: counts API calls, injects latency and faults, serves the shared
+    ``/_sandbox/stats`` route. ``/_sandbox`` requests pass straight to the app, uncounted and unfaulted.
+
+    ``error_body(status)`` returns the emulated API's own error body and headers for an injected 500 or
+    429, so a fault looks exactly like one from the real server.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        stats: RequestStats,
+        faults: FaultPlan,
+        error_body: ErrorBody,
+    ) -> None:
+        self.app = app
+        self.stats = stats
+        self.faults = faults
+        self.error_body = error_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith(CONTROL_PREFIX):
+            if path == f"{CONTROL_PREFIX}/stats" and method == "GET":
+                await send_json(send, 200, self.stats.snapshot())
+                return
+            await self.app(scope, receive, send)
+            return
+
+        query = scope.get("query_string", b"").decode()
+        if self.faults.latency_ms:
+            await asyncio.sleep(self.faults.latency_ms / 1000)
+        fault = self.faults.pick()
+        if fault is not None:
+            self.stats.record_fault()
+            if fault == "drop":
+                self.stats.record(method, path, query, 0)
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                raise DroppedConnection(f"sandbox dropped {method} {path}")
+            status = int(fault)
+            body, headers = self.error_body(status)
+            self.stats.record(method, path, query, status)
+            await send_json(send, status, body, headers)
+            return
+
+        status_holder = {"status": 0}
+
+        async def recording_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.stats.record(method, path, query, status_holder["status"])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class BackgroundServer:
+    """Runs an ASGI app under uvicorn on a daemon thread; ``start()`` returns once it accepts."""
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(
+            app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, daemon=True, name=f"sandbox:{port}"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox server on {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,75 @@
+"""Engines and migrations for the pipeline database (SQLite by default, Postgres in production)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the webhook receiver write while a run reads; FULL fsyncs every commit, because a
+    # webhook is acknowledged only once its row is durable.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> sa.Engine:
+    """An engine for ``url``; SQLite files get their folder created and concurrency-safe pragmas."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Apply pending migrations. Safe to call on every start: a current schema is left alone."""
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), revision)
+
+
+@functools.cache
+def _migrated_engine(url: str) -> sa.Engine:
+    engine = create_db_engine(url)
+    if current_revision(engine) != head_revision():
+        upgrade(engine)
+    return engine
+
+
+def get_engine(url: str) -> sa.Engine:
+    """A process-wide engine for ``url`` whose schema is at the latest migration."""
+    return _migrated_engine(url)

@@ -1,0 +1,167 @@
+"""The raw mirror: the latest JSON of each Whop object, upserted page by page, last-write-wins on
+``updated_at`` (so a list read never overwrites a newer webhook copy, and vice versa).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from whop_pipeline.store.tables import RAW_TABLES
+
+
+def content_hash(payload: Any) -> str:
+    """Stable SHA-256 of a JSON value (key order and whitespace do not matter)."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    payload: dict[str, Any]
+    links: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0  # an older copy than the one stored: ignored
+
+    def add(self, other: UpsertCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.stale += other.stale
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+def _insert(engine: sa.Engine, table: sa.Table):
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the pipeline database supports SQLite and Postgres, not {dialect}")
+
+
+def upsert_raw(
+    conn: sa.Connection,
+    object_name: str,
+    connection_name: str,
+    records: Sequence[RawRecord],
+    *,
+    extracted_at: dt.datetime | None = None,
+) -> UpsertCounts:
+    """Upsert one page of objects. Counts are exact for this call; the write itself is guarded in
+    SQL too (``WHERE stored.updated_at <= new.updated_at``), so a concurrent newer write wins."""
+    table = RAW_TABLES[object_name]
+    counts = UpsertCounts()
+    if not records:
+        return counts
+    extracted_at = extracted_at or dt.datetime.now(dt.UTC)
+    # A page can repeat an id (overlapping windows): keep the newest copy.
+    newest: dict[str, RawRecord] = {}
+    for record in records:
+        current = newest.get(record.id)
+        if current is None or record.updated_at >= current.updated_at:
+            newest[record.id] = record
+        else:
+            counts.stale += 1
+    stored = {
+        row.id: row
+        for row in conn.execute(
+            sa.select(table.c.id, table.c.updated_at, table.c.payload_hash).where(
+                table.c.connection == connection_name, table.c.id.in_(list(newest))
+            )
+        )
+    }
+    rows = []
+    for record in newest.values():
+        digest = content_hash(record.payload)
+        previous = stored.get(record.id)
+        if previous is None:
+            counts.inserted += 1
+        elif previous.payload_hash == digest:
+            counts.unchanged += 1
+            continue
+        elif previous.updated_at > record.updated_at:
+            counts.stale += 1
+            continue
+        else:
+            counts.updated += 1
+        rows.append(
+            {
+                "connection": connection_name,
+                "id": record.id,
+                "created_at": record.created_at,
+                "updated_at": record.updated_at,
+                "payload": record.payload,
+                "payload_hash": digest,
+                "extracted_at": extracted_at,
+                **record.links,
+            }
+        )
+    if rows:
+        statement = _insert(conn.engine, table)
+        excluded = statement.excluded
+        update_columns = {
+            c.name: excluded[c.name] for c in table.columns if c.name not in ("connection", "id")
+        }
+        statement = statement.on_conflict_do_update(
+            index_elements=["connection", "id"],
+            set_=update_columns,
+            where=table.c.updated_at <= excluded.updated_at,
+        )
+        conn.execute(statement, rows)
+    return counts
+
+
+def read_raw(
+    conn: sa.Connection,
+    object_name: str,
+    connection_name: str,
+    *,
+    created_from: dt.datetime | None = None,
+    created_to: dt.datetime | None = None,
+    ids: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Payloads of one object type, optionally within ``[created_from, created_to)`` or by id."""
+    table = RAW_TABLES[object_name]
+    query = sa.select(table.c.payload).where(table.c.connection == connection_name)
+    if created_from is not None:
+        query = query.where(table.c.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(table.c.created_at < created_to)
+    if ids is not None:
+        id_list = list(ids)
+        if not id_list:
+            return []
+        payloads: list[dict[str, Any]] = []
+        # Chunked: SQLite caps bound parameters, and a huge IN list helps no planner.
+        for start in range(0, len(id_list), 500):
+            chunk = id_list[start : start + 500]
+            payloads.extend(conn.execute(query.where(table.c.id.in_(chunk))).scalars())
+        return payloads
+    return list(conn.execute(query.order_by(table.c.created_at, table.c.id)).scalars())
+
+
+def count_raw(conn: sa.Connection, object_name: str, connection_name: str) -> int:
+    table = RAW_TABLES[object_name]
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(table).where(table.c.connection == connection_name)
+    ).scalar_one()

@@ -1,0 +1,166 @@
+"""Pipeline database schema (SQLAlchemy Core). Alembic migrations create it; this module describes it.
+
+Every table carries ``connection`` so that one database can serve several Whop → Twenty connections
+without one tenant ever reading another's rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend.
+
+    Postgres stores ``timestamptz``; SQLite stores naive UTC text, which still sorts correctly. Values
+    read back are always aware UTC, so comparisons behave the same on both.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(
+                f"naive datetime {value!r}: the pipeline database stores aware UTC only"
+            )
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _connection() -> sa.Column:
+    return sa.Column("connection", sa.String(64), nullable=False)
+
+
+def _raw_table(name: str, *link_columns: sa.Column) -> sa.Table:
+    """A raw-mirror table: the latest JSON of each Whop object, keyed by (connection, id).
+
+    ``updated_at`` is the object's own ``updated_at`` (members have none: the time the copy was
+    observed stands in), and it decides last-write-wins between list reads and webhook events.
+    """
+    return sa.Table(
+        name,
+        metadata,
+        _connection(),
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        *link_columns,
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("payload_hash", sa.String(64), nullable=False),
+        sa.Column("extracted_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("connection", "id"),
+        sa.Index(None, "connection", "created_at"),
+    )
+
+
+raw_members = _raw_table(
+    "raw_members",
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("email", sa.String(320)),
+)
+raw_products = _raw_table("raw_products")
+raw_plans = _raw_table(
+    "raw_plans",
+    sa.Column("product_id", sa.String(64)),
+)
+raw_memberships = _raw_table(
+    "raw_memberships",
+    sa.Column("member_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("product_id", sa.String(64)),
+    sa.Column("status", sa.String(32)),
+)
+raw_payments = _raw_table(
+    "raw_payments",
+    sa.Column("membership_id", sa.String(64)),
+    sa.Column("member_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("product_id", sa.String(64)),
+    sa.Column("status", sa.String(32)),
+)
+
+RAW_TABLES: dict[str, sa.Table] = {
+    "members": raw_members,
+    "products": raw_products,
+    "plans": raw_plans,
+    "memberships": raw_memberships,
+    "payments": raw_payments,
+}
+
+# What was last written to Twenty for each source row: the diff base of the loader.
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    _connection(),
+    sa.Column("object_name", sa.String(64), nullable=False),
+    sa.Column("source_key", sa.String(128), nullable=False),
+    sa.Column("twenty_id", sa.String(36), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("connection", "object_name", "source_key"),
+    sa.Index(None, "connection", "object_name", "twenty_id"),
+)
+
+# Rows Twenty rejected (or that could not be sent yet), with the reason; retried on the next run.
+sync_errors = sa.Table(
+    "sync_errors",
+    metadata,
+    _connection(),
+    sa.Column("object_name", sa.String(64), nullable=False),
+    sa.Column("source_key", sa.String(128), nullable=False),
+    sa.Column("error", sa.Text(), nullable=False),
+    sa.Column("payload", sa.JSON()),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("first_failed_at", UTCDateTime(), nullable=False),
+    sa.Column("last_failed_at", UTCDateTime(), nullable=False),
+    sa.Column("resolved_at", UTCDateTime()),
+    sa.PrimaryKeyConstraint("connection", "object_name", "source_key"),
+    sa.Index(None, "connection", "resolved_at"),
+)
+
+# Verified webhook deliveries, stored before they are acknowledged. The status columns are the
+# inbox's own: a Dagster run_key is never reused, so retries are tracked here, not by Dagster.
+webhook_inbox = sa.Table(
+    "webhook_inbox",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _connection(),
+    sa.Column("webhook_id", sa.String(128), nullable=False),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("object_type", sa.String(32)),
+    sa.Column("object_id", sa.String(64)),
+    sa.Column("object_updated_at", UTCDateTime()),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("run_key", sa.String(128)),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("status_changed_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("connection", "webhook_id"),
+    sa.Index(None, "status", "id"),
+)
+
+INBOX_STATUSES = ("pending", "processing", "done", "failed", "dead")

@@ -1,0 +1,72 @@
+"""Asset checks on the raw mirror: problems a user must hear about, not discover in the CRM."""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from whop_pipeline.store.resource import PipelineDatabase
+from whop_pipeline.store.tables import raw_members, raw_memberships
+from whop_pipeline.whop.assets import whop_members, whop_memberships
+
+SAMPLE = 10
+
+
+@dg.asset_check(asset=whop_members, description="Members carry emails (needs member:email:read).")
+def whop_member_emails_present(pipeline_db: PipelineDatabase) -> dg.AssetCheckResult:
+    with pipeline_db.engine().connect() as conn:
+        total, with_email = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(raw_members.c.email)).where(
+                raw_members.c.connection == pipeline_db.connection_name
+            )
+        ).one()
+    metadata = {"members": total, "with_email": with_email, "without_email": total - with_email}
+    if total and not with_email:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                f"None of {total} members has an email: the Whop API key most likely lacks the "
+                "member:email:read permission, so people would reach the CRM without emails and "
+                "could not be matched to existing contacts. Grant member:email:read and re-run."
+            ),
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+@dg.asset_check(asset=whop_memberships, description="Every membership's member is in the mirror.")
+def whop_membership_members_present(pipeline_db: PipelineDatabase) -> dg.AssetCheckResult:
+    orphans = (
+        sa.select(raw_memberships.c.id, raw_memberships.c.member_id)
+        .outerjoin(
+            raw_members,
+            sa.and_(
+                raw_members.c.connection == raw_memberships.c.connection,
+                raw_members.c.id == raw_memberships.c.member_id,
+            ),
+        )
+        .where(
+            raw_memberships.c.connection == pipeline_db.connection_name,
+            raw_memberships.c.member_id.is_not(None),
+            raw_members.c.id.is_(None),
+        )
+    )
+    with pipeline_db.engine().connect() as conn:
+        missing = conn.execute(
+            sa.select(sa.func.count()).select_from(orphans.subquery())
+        ).scalar_one()
+        sample = conn.execute(orphans.limit(SAMPLE)).all()
+    metadata = {
+        "memberships_without_member": missing,
+        "sample": dg.MetadataValue.json([{"membership": m, "member": b} for m, b in sample]),
+    }
+    return dg.AssetCheckResult(
+        passed=missing == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            None
+            if missing == 0
+            else f"{missing} memberships name a member that is not in the mirror: "
+            "materialize whop_members (members are a full scan) before loading."
+        ),
+        metadata=metadata,
+    )

@@ -1,0 +1,67 @@
+"""Shared fixtures: throwaway pipeline databases on SQLite and on Postgres.
+
+Postgres tests use ``WHOP_PIPELINE_TEST_PG_URL`` (default: the local server, database ``test``), each
+in a schema of its own that is dropped afterwards. Without a server they skip with the reason, except
+under ``CI=true``, where a missing Postgres fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("WHOP_PIPELINE_TEST_PG_URL", DEFAULT_PG_URL)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_postgres() -> sa.Engine:
+    engine = sa.create_engine(pg_admin_url(), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as exc:
+        reason = f"PostgreSQL not reachable at {sa.make_url(pg_admin_url()).render_as_string()}"
+        if _in_ci():
+            pytest.fail(f"{reason} and CI=true requires it: {exc.orig}")
+        pytest.skip(f"{reason} (set WHOP_PIPELINE_TEST_PG_URL to run these tests)")
+    return engine
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A SQLAlchemy URL whose search_path is a fresh, empty schema."""
+    admin = require_postgres()
+    schema = f"wp_test_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.make_url(pg_admin_url()).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'pipeline.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request) -> str:
+    """Runs a test once on SQLite and once on Postgres."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")

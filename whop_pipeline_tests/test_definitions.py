@@ -1,0 +1,63 @@
+"""The Definitions load, and hold the groups, jobs, schedules and sensors the project promises."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from whop_pipeline.definitions import defs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dg.Definitions:
+    return defs()
+
+
+def test_assets_by_group(definitions):
+    graph = definitions.resolve_asset_graph()
+    groups: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
+    assert groups["whop"] == {"whop_members", "whop_products", "whop_memberships", "whop_payments"}
+
+
+def test_every_asset_has_kinds_a_group_and_a_docstring(definitions):
+    graph = definitions.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.kinds, key
+        assert node.group_name != "default", key
+        assert node.description and "\n" not in node.description.strip(), key
+
+
+def test_jobs_schedules_and_sensors(definitions):
+    assert definitions.resolve_job_def("whop_sync_job")
+    schedules = {s.name: s for s in definitions.schedules}
+    assert set(schedules) >= {"whop_incremental_schedule", "whop_reconcile_schedule"}
+    for schedule in schedules.values():
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_in_process_executor(definitions):
+    assert definitions.executor == dg.in_process_executor
+
+
+def test_resources_read_secrets_from_the_environment(definitions):
+    whop = definitions.resources["whop"]
+    assert isinstance(whop.api_key, dg.EnvVar) and whop.api_key.env_var_name == "WHOP_API_KEY"
+
+
+def test_dg_check_defs():
+    dg_cli = shutil.which("dg", path=str(Path(sys.executable).parent))
+    assert dg_cli, "dg is installed with the project"
+    result = subprocess.run(
+        [dg_cli, "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
