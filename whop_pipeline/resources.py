@@ -10,8 +10,11 @@ import os
 
 import dagster as dg
 
+from whop_pipeline.crm.assets import CRM_IO_MANAGER
+from whop_pipeline.crm.io_manager import CrmFrameIOManager
 from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_WHOP_API_BASE_URL
 from whop_pipeline.store.resource import PipelineDatabase
+from whop_pipeline.twenty.resource import TwentyResource
 from whop_pipeline.whop.resource import WhopResource
 
 
@@ -24,7 +27,7 @@ def _number(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
     connection = os.environ.get("WHOP_PIPELINE_CONNECTION") or DEFAULT_CONNECTION
     return {
         "pipeline_db": PipelineDatabase(
@@ -36,4 +39,11 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             base_url=_env_or_default("WHOP_API_BASE_URL", DEFAULT_WHOP_API_BASE_URL),
             max_requests_per_second=_number("WHOP_MAX_REQUESTS_PER_SECOND", 10.0),
         ),
+        "twenty": TwentyResource(
+            api_url=dg.EnvVar("TWENTY_API_URL"),
+            api_key=dg.EnvVar("TWENTY_API_KEY"),
+            max_calls_per_minute=_number("TWENTY_MAX_CALLS_PER_MINUTE", 100.0),
+            batch_size=int(_number("TWENTY_BATCH_SIZE", 200)),
+        ),
+        CRM_IO_MANAGER: CrmFrameIOManager(),
     }

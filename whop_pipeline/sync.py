@@ -1,0 +1,221 @@
+"""``whop-pipeline sync``: the sync job, run in-process through Dagster (for cron users without a
+daemon): the same assets, checks and resources as the schedules, a progress line per asset, and a
+final table per Twenty object."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from whop_pipeline.settings import load_settings
+from whop_pipeline.whop.partitions import daily_partitions
+from whop_pipeline.whop.schedules import INCREMENTAL_DAYS, range_tags, trailing_keys
+
+LOAD_ASSETS = (
+    "twenty_schema",
+    "twenty_people",
+    "twenty_products",
+    "twenty_opportunities",
+    "twenty_notes",
+)
+# The final table: (label, asset, metadata prefix).
+TABLE_ROWS = (
+    ("people", "twenty_people", ""),
+    ("whopProducts", "twenty_products", ""),
+    ("opportunities", "twenty_opportunities", ""),
+    ("notes", "twenty_notes", "notes_"),
+    ("noteTargets", "twenty_notes", "targets_"),
+)
+COUNTS = ("created", "updated", "unchanged", "rejected", "deferred")
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class SyncReport:
+    success: bool
+    run_id: str
+    first_partition: str
+    last_partition: str
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+
+    def counts(self, asset: str, prefix: str = "") -> dict[str, int]:
+        values = self.metadata.get(asset, {})
+        return {c: int(values.get(f"{prefix}{c}", 0)) for c in COUNTS}
+
+    def table(self) -> str:
+        header = f"{'object':<14}" + "".join(f"{c:>11}" for c in COUNTS)
+        lines = [header, "-" * len(header)]
+        for label, asset, prefix in TABLE_ROWS:
+            if asset in self.metadata:
+                counts = self.counts(asset, prefix)
+                lines.append(f"{label:<14}" + "".join(f"{counts[c]:>11}" for c in COUNTS))
+        return "\n".join(lines)
+
+
+def partition_range(
+    mode: str, since: dt.date | None = None, now: dt.datetime | None = None
+) -> tuple[str, str]:
+    now = now or dt.datetime.now(dt.UTC)
+    keys = daily_partitions.get_partition_keys(current_time=now)
+    if mode == "full":
+        return keys[0], keys[-1]
+    if mode == "since":
+        assert since is not None
+        later = [k for k in keys if k >= since.isoformat()]
+        if not later:
+            raise ValueError(f"--since {since} is after the last partition {keys[-1]}")
+        return later[0], keys[-1]
+    return trailing_keys(now, INCREMENTAL_DAYS)
+
+
+def _metadata_values(entry_metadata: dict[str, Any]) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in entry_metadata.items()}
+
+
+SHOWN = (
+    "fetched",
+    "inserted",
+    "updated",
+    "dagster/row_count",
+    "created",
+    "notes_created",
+    "targets_created",
+    "rejected",
+    "api_calls",
+    "write_calls",
+)
+
+
+def _step_line(instance: dg.DagsterInstance, step: str, report: SyncReport) -> str:
+    """One progress line: the step and the headline counts of its latest materialization."""
+    latest = instance.fetch_materializations(dg.AssetKey(step), limit=1).records
+    if latest:
+        materialization = latest[0].asset_materialization
+        report.metadata[step] = _metadata_values(materialization.metadata)  # type: ignore[union-attr]
+    values = report.metadata.get(step, {})
+    shown = ", ".join(f"{k}={v}" for k, v in values.items() if k in SHOWN)
+    return f"  done  {step:<22} {shown}"
+
+
+def _watch(
+    instance: dg.DagsterInstance,
+    run_id: str,
+    done: threading.Event,
+    report: SyncReport,
+    printer: Callable[[str], None],
+    asset_names: set[str],
+) -> None:
+    """Print a line per finished step while the run executes. Reads only step and check events
+    after a cursor: a long range run records thousands of per-partition materializations."""
+    cursor: str | None = None
+    wanted = {
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+    }
+    while True:
+        finished = done.wait(0.5)
+        connection = instance.get_records_for_run(run_id, cursor=cursor, of_type=wanted)
+        cursor = connection.cursor
+        for record in connection.records:
+            event = record.event_log_entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                if event.step_key in asset_names:  # check steps report through their evaluation
+                    printer(_step_line(instance, event.step_key, report))
+            elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                evaluation = event.event_specific_data
+                verdict = "passed" if evaluation.passed else "FAILED"  # type: ignore[union-attr]
+                name = evaluation.check_name  # type: ignore[union-attr]
+                printer(f"  check {name:<22} {verdict}")
+            else:
+                printer(f"  FAIL  {event.step_key}")
+        if finished and not connection.has_more:
+            return
+
+
+def run_sync(
+    mode: str = "incremental",
+    *,
+    since: dt.date | None = None,
+    dry_run: bool = False,
+    instance: dg.DagsterInstance | None = None,
+    now: dt.datetime | None = None,
+    printer: Callable[[str], None] = print,
+) -> SyncReport:
+    """Run ``whop_sync_job`` over the partitions ``mode`` selects, in this process."""
+    load_settings()  # fail early, naming any missing or bad variable
+    from whop_pipeline.definitions import defs
+
+    job = defs().resolve_job_def("whop_sync_job")
+    first, last = partition_range(mode, since, now)
+    run_id = str(uuid.uuid4())
+    run_config: dict[str, Any] = dict(_QUIET)
+    if dry_run:
+        run_config["ops"] = {name: {"config": {"dry_run": True}} for name in LOAD_ASSETS}
+    report = SyncReport(success=False, run_id=run_id, first_partition=first, last_partition=last)
+    own_instance = instance is None
+    if instance is None:
+        instance = (
+            dg.DagsterInstance.get()
+            if os.environ.get("DAGSTER_HOME")
+            else dg.DagsterInstance.ephemeral()
+        )
+    printer(
+        f"sync ({mode}{', dry run' if dry_run else ''}): partitions {first} … {last}, run {run_id}"
+    )
+    done = threading.Event()
+    asset_names = {key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()}
+    watcher = threading.Thread(
+        target=_watch,
+        args=(instance, run_id, done, report, printer, asset_names),
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            tags={**range_tags(first, last), "whop/sync": mode},
+            run_config=run_config,
+            raise_on_error=False,
+        )
+        report.success = result.success
+        if not result.success:
+            failures = [
+                e.event_specific_data.error.message.strip()  # type: ignore[union-attr]
+                for e in result.all_events
+                if e.event_type == dg.DagsterEventType.STEP_FAILURE
+            ]
+            report.error = "\n".join(failures) or "the run failed"
+    finally:
+        done.set()
+        watcher.join()
+        if own_instance:
+            instance.dispose()
+    return report
+
+
+def main(args: argparse.Namespace) -> int:
+    mode = "full" if args.full else "since" if args.since else "incremental"
+    since = dt.date.fromisoformat(args.since) if args.since else None
+    report = run_sync(mode, since=since, dry_run=args.dry_run)
+    print()
+    print(report.table())
+    if not report.success:
+        print(f"\nsync failed: {report.error}")
+        return 1
+    rejected = sum(report.counts(asset, prefix)["rejected"] for _, asset, prefix in TABLE_ROWS)
+    if rejected:
+        print(f"\n{rejected} rows were rejected by Twenty; see sync_errors (retried next run)")
+    return 0

@@ -1,0 +1,54 @@
+"""``TwentyResource``: the Twenty client as a Dagster resource, with the workspace's capabilities
+discovered (and the schema ensured) once per run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import dagster as dg
+from pydantic import Field
+
+from whop_pipeline.twenty.client import TwentyClient
+from whop_pipeline.twenty.models import Capabilities
+from whop_pipeline.twenty.schema import SchemaReport, ensure_schema
+
+_capabilities: dict[tuple[str, str], Capabilities] = {}
+_lock = threading.Lock()
+
+
+class TwentyResource(dg.ConfigurableResource):
+    """Write access to one Twenty workspace through its REST API."""
+
+    api_url: str = Field(description="Server base URL without /rest (TWENTY_API_URL)")
+    api_key: str = Field(description="API key (TWENTY_API_KEY)")
+    max_calls_per_minute: float = Field(default=100.0, gt=0)
+    batch_size: int = Field(default=200, ge=1, le=1000)
+
+    def client(self, on_retry: Callable[[str], None] | None = None) -> TwentyClient:
+        return TwentyClient(
+            base_url=self.api_url,
+            api_key=self.api_key,
+            calls_per_minute=self.max_calls_per_minute,
+            on_retry=on_retry,
+        )
+
+    def capabilities(
+        self, client: TwentyClient, run_id: str, *, create_missing: bool = True
+    ) -> tuple[Capabilities, SchemaReport | None]:
+        """The workspace's capabilities, with the pipeline's schema ensured, once per run.
+
+        Returns the report of what was created, or None when this run had already done it.
+        """
+        key = (run_id, self.api_url)
+        with _lock:
+            cached = _capabilities.get(key)
+        if cached is not None:
+            return cached, None
+        if create_missing:
+            caps, report = ensure_schema(client)
+        else:
+            caps, report = Capabilities(objects=client.objects()), SchemaReport()
+        with _lock:
+            _capabilities[key] = caps
+        return caps, report

@@ -1,0 +1,192 @@
+"""``TwentyUpserter``: sends only new or changed rows, in batch upserts as large as the server allows,
+and isolates rows the server rejects so the rest of the batch still lands (DESIGN §3, rules of the
+loader; reference §2.3, §9.3-9.6)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from whop_pipeline.store import state
+from whop_pipeline.twenty.client import TwentyBadRequest, TwentyClient
+from whop_pipeline.twenty.records import DeferredRow, PreparedRow
+
+
+@dataclass
+class LoadCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    deferred: int = 0
+    write_calls: int = 0
+
+    def metadata(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _path_value(record: dict[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+class TwentyUpserter:
+    """Upserts one object's rows for one connection, recording every outcome in the database.
+
+    ``unique_paths`` are the fields the server matches on besides ``id`` (e.g.
+    ``emails.primaryEmail``, ``whopUserId``): two rows sharing one in a single call would fail the
+    whole call, so such rows wait for the next batch.
+    """
+
+    def __init__(
+        self,
+        client: TwentyClient,
+        engine: sa.Engine,
+        *,
+        connection: str,
+        plural: str,
+        unique_paths: Sequence[str],
+        batch_size: int = 200,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.connection = connection
+        self.plural = plural
+        self.unique_paths = ["id", *unique_paths]
+        self.batch_size = batch_size
+        self.log = log or (lambda _message: None)
+        self.counts = LoadCounts()
+        self._previous: dict[str, state.SyncedRecord] = {}
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def plan(self, rows: Sequence[PreparedRow]) -> list[PreparedRow]:
+        """The rows whose content differs from what was last written (the rest count unchanged)."""
+        with self.engine.connect() as conn:
+            self._previous = state.read_state(
+                conn, self.connection, self.plural, [r.key for r in rows]
+            )
+        changed = []
+        for row in rows:
+            previous = self._previous.get(row.key)
+            if previous is not None and previous.content_hash == row.digest:
+                self.counts.unchanged += 1
+            else:
+                changed.append(row)
+        return changed
+
+    def defer(self, rows: Sequence[DeferredRow]) -> None:
+        with self.engine.begin() as conn:
+            for row in rows:
+                state.record_error(
+                    conn, self.connection, self.plural, row.key, row.reason, row.source
+                )
+        self.counts.deferred += len(rows)
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def _unique_values(self, row: PreparedRow) -> set[tuple[str, Any]]:
+        values = set()
+        for path in self.unique_paths:
+            value = _path_value(row.record, path)
+            if value not in (None, ""):
+                values.add((path, value.lower() if isinstance(value, str) else value))
+        return values
+
+    def _batches(self, rows: Sequence[PreparedRow]):
+        pending = deque(rows)
+        while pending:
+            batch: list[PreparedRow] = []
+            seen: set[tuple[str, Any]] = set()
+            postponed: list[PreparedRow] = []
+            while pending and len(batch) < self.batch_size:
+                row = pending.popleft()
+                values = self._unique_values(row)
+                if values & seen:
+                    postponed.append(row)
+                    continue
+                seen |= values
+                batch.append(row)
+            pending.extendleft(reversed(postponed))
+            yield batch
+
+    def send(self, rows: Sequence[PreparedRow]) -> LoadCounts:
+        """Send ``rows`` (already planned) and record each outcome."""
+        total = len(rows)
+        done = 0
+        for batch in self._batches(rows):
+            self._send_batch(batch)
+            done += len(batch)
+            self.log(f"{self.plural}: {done}/{total} rows sent")
+        return self.counts
+
+    def upsert(self, rows: Sequence[PreparedRow]) -> LoadCounts:
+        return self.send(self.plan(rows))
+
+    def _send_batch(self, batch: list[PreparedRow]) -> None:
+        if not batch:
+            return
+        try:
+            self.counts.write_calls += 1
+            results = self.client.batch_upsert(self.plural, [row.record for row in batch])
+        except TwentyBadRequest as error:
+            limit = error.max_batch
+            if limit is not None and limit < len(batch):
+                self.log(f"{self.plural}: the server takes at most {limit} records per call")
+                self.batch_size = limit
+                for start in range(0, len(batch), limit):
+                    self._send_batch(batch[start : start + limit])
+                return
+            if len(batch) == 1:
+                self._reject(batch[0], error)
+                return
+            # Bisect: the halves without the bad row land; the bad row ends alone and recorded.
+            middle = len(batch) // 2
+            self._send_batch(batch[:middle])
+            self._send_batch(batch[middle:])
+            return
+        self._record_success(batch, results)
+
+    def _record_success(self, batch: list[PreparedRow], results: list[dict[str, Any]]) -> None:
+        synced = [
+            state.SyncedRecord(row.key, result["id"], row.digest)
+            for row, result in zip(batch, results, strict=True)
+        ]
+        with self.engine.begin() as conn:
+            state.write_state(conn, self.connection, self.plural, synced)
+            state.resolve_errors(conn, self.connection, self.plural, [r.key for r in batch])
+        for row in batch:
+            if row.key in self._previous:
+                self.counts.updated += 1
+            else:
+                self.counts.created += 1
+        for record in synced:
+            self._previous[record.source_key] = record
+
+    def _reject(self, row: PreparedRow, error: TwentyBadRequest) -> None:
+        reason = "; ".join(error.messages) or str(error)
+        self.log(f"{self.plural}: {row.key} rejected: {reason}")
+        with self.engine.begin() as conn:
+            state.record_error(conn, self.connection, self.plural, row.key, reason, row.source)
+        self.counts.rejected += 1
+
+
+def synced_ids(engine: sa.Engine, connection: str, plural: str, keys) -> dict[str, str]:
+    """Source key → Twenty id for rows of ``plural`` already in Twenty."""
+    with engine.connect() as conn:
+        return {k: r.twenty_id for k, r in state.read_state(conn, connection, plural, keys).items()}
+
+
+def stored_retries(engine: sa.Engine, connection: str, plural: str) -> list[dict[str, Any]]:
+    """Source rows of this object's open errors, to be retried by this load."""
+    with engine.connect() as conn:
+        return [row.payload for row in state.open_errors(conn, connection, plural) if row.payload]
