@@ -7,12 +7,18 @@ under ``CI=true``, where a missing Postgres fails the run.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+
+# The daily partitions start a few weeks back: Dagster records an event per partition, and two years
+# of them would dominate the suite's time. Set before any pipeline module reads it.
+TEST_START_DATE = dt.date.today() - dt.timedelta(days=40)
+os.environ.setdefault("WHOP_SYNC_START_DATE", TEST_START_DATE.isoformat())
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
@@ -65,3 +71,30 @@ def db_url(request) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sandbox():
+    """The Whop and Twenty emulators (tiny dataset over the test partitions), in-process."""
+    from whop_pipeline_tests.pipeline import start_test_sandbox
+
+    sandbox = start_test_sandbox()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def pipeline(sandbox, db_url):
+    """Real resources pointed at the sandbox, on SQLite and on Postgres."""
+    from whop_pipeline_tests.pipeline import Pipeline
+
+    return Pipeline(sandbox, db_url)
+
+
+@pytest.fixture
+def sqlite_pipeline(sandbox, sqlite_url):
+    from whop_pipeline_tests.pipeline import Pipeline
+
+    return Pipeline(sandbox, sqlite_url)

@@ -63,8 +63,10 @@ class RateLimiter:
                     self.capacity, self._tokens + (now - self._updated) * self.fill_rate
                 )
                 self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # The tolerance absorbs float rounding: without it a bucket left a hair under one
+                # token would keep sleeping for ever-smaller, eventually zero, intervals.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1)
                     self.waited_seconds += waited
                     return waited
                 delay = (1 - self._tokens) / self.fill_rate

@@ -84,6 +84,7 @@ def start_sandbox(
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
     webhook_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0),
+    retry_after_seconds: float = 1.0,
 ) -> Sandbox:
     """Generate the dataset, start both emulators on 127.0.0.1 (port 0 = a free one)."""
     data = generate_dataset(dataset, seed=seed, start_date=start_date, now=now)  # type: ignore[arg-type]
@@ -96,6 +97,7 @@ def start_sandbox(
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
         webhook_retry_delays=webhook_retry_delays,
+        retry_after_seconds=retry_after_seconds,
     )
     twenty = create_twenty_app(
         api_key=twenty_api_key,

@@ -1,15 +1,14 @@
 """Load assets: CRM frames → Twenty. Each diffs its rows against ``sync_state``, sends only what
-changed in batch upserts, and retries the rows an earlier run could not land."""
+changed in batch upserts, and retries the rows an earlier run could not land (``TwentyLoad``)."""
 
 import dagster as dg
 import pandas as pd
 
 from whop_pipeline.store.resource import PipelineDatabase
-from whop_pipeline.twenty import records
-from whop_pipeline.twenty.client import TwentyClient
-from whop_pipeline.twenty.models import Capabilities
+from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.resource import TwentyResource
-from whop_pipeline.twenty.upserter import LoadCounts, TwentyUpserter, stored_retries, synced_ids
+from whop_pipeline.twenty.schema import missing_schema
+from whop_pipeline.twenty.upserter import LoadCounts
 from whop_pipeline.whop.partitions import daily_partitions
 
 # Every step that spends the workspace's rate limit runs alone across runs (dagster.yaml sets the
@@ -36,7 +35,7 @@ def twenty_schema(
     """The workspace's custom fields, stages and whopProduct object, created where missing."""
     with twenty.client(on_retry=context.log.warning) as client:
         caps, report = twenty.capabilities(
-            client, context.run_id, create_missing=not config.dry_run
+            client, context.run.run_id, create_missing=not config.dry_run
         )
         calls = client.stats.calls
     created = report.created if report else []
@@ -46,6 +45,7 @@ def twenty_schema(
         metadata={
             "created": len(created),
             "created_items": dg.MetadataValue.json(created),
+            "would_create": dg.MetadataValue.json(missing_schema(caps) if config.dry_run else []),
             "already_present": report.present if report else 0,
             "note_target_links": caps.note_target_links.person,
             "note_body_field": caps.note_body_field,
@@ -55,76 +55,44 @@ def twenty_schema(
     )
 
 
-class _Load:
-    """One load step: a client, the run's capabilities, and an upserter per object."""
+def _session(
+    context: dg.AssetExecutionContext,
+    config: LoadConfig,
+    twenty: TwentyResource,
+    pipeline_db: PipelineDatabase,
+) -> TwentyLoad:
+    client = twenty.client(on_retry=context.log.warning)
+    caps, _ = twenty.capabilities(client, context.run.run_id, create_missing=not config.dry_run)
+    return TwentyLoad(
+        client,
+        caps,
+        pipeline_db.engine(),
+        connection=pipeline_db.connection_name,
+        batch_size=twenty.batch_size,
+        dry_run=config.dry_run,
+        log=context.log.info,
+    )
 
-    def __init__(
-        self,
-        context: dg.AssetExecutionContext,
-        config: LoadConfig,
-        twenty: TwentyResource,
-        pipeline_db: PipelineDatabase,
-    ) -> None:
-        self.context = context
-        self.config = config
-        self.twenty = twenty
-        self.engine = pipeline_db.engine()
-        self.connection = pipeline_db.connection_name
-        self.client: TwentyClient = twenty.client(on_retry=context.log.warning)
-        self.caps: Capabilities
-        self.caps, _ = twenty.capabilities(
-            self.client, context.run_id, create_missing=not config.dry_run
-        )
 
-    def upserter(self, plural: str, singular: str) -> TwentyUpserter:
-        return TwentyUpserter(
-            self.client,
-            self.engine,
-            connection=self.connection,
-            plural=plural,
-            unique_paths=self.caps.unique_fields(singular),
-            batch_size=self.twenty.batch_size,
-            log=self.context.log.info,
-        )
-
-    def frame_rows(self, frame: pd.DataFrame, plural: str) -> list[dict]:
-        return records.merge_retries(
-            records.frame_rows(frame), stored_retries(self.engine, self.connection, plural)
-        )
-
-    def run(self, upserter: TwentyUpserter, rows: list[records.PreparedRow]) -> LoadCounts:
-        changed = upserter.plan(rows)
-        if self.config.dry_run:
-            self.context.log.info(f"dry run: {len(changed)} {upserter.plural} would be written")
-            counts = upserter.counts
-            counts.created = sum(1 for r in changed if r.key not in upserter._previous)
-            counts.updated = len(changed) - counts.created
-            return counts
-        return upserter.send(changed)
-
-    def ids(self, plural: str, keys) -> dict[str, str]:
-        return synced_ids(self.engine, self.connection, plural, keys)
-
-    def result(
-        self, rows: int, counts: dict[str, LoadCounts], **extra: object
-    ) -> dg.MaterializeResult:
-        """Metadata: the frame's rows, each object's counts (under its prefix), the API's bill."""
-        metadata: dict[str, object] = {"dagster/row_count": rows, **extra}
-        for prefix, c in counts.items():
-            metadata.update({f"{prefix}{k}": v for k, v in c.metadata().items()})
-        metadata.update(
-            {
-                "api_calls": self.client.stats.calls,
-                "write_calls": self.client.write_calls,
-                "throttled_429": self.client.stats.throttled,
-                "retries": self.client.stats.retries,
-                "batch_size": self.twenty.batch_size,
-                "dry_run": self.config.dry_run,
-            }
-        )
-        self.client.close()
-        self.context.log.info(str(metadata))
-        return dg.MaterializeResult(metadata=metadata)
+def _result(
+    session: TwentyLoad, rows: int, counts: dict[str, LoadCounts], **extra: object
+) -> dg.MaterializeResult:
+    """Metadata: the frame's rows, each object's counts (under its prefix), the API's bill."""
+    metadata: dict[str, object] = {"dagster/row_count": rows, **extra}
+    for prefix, c in counts.items():
+        metadata.update({f"{prefix}{k}": v for k, v in c.metadata().items()})
+    stats = session.client.stats
+    metadata.update(
+        {
+            "api_calls": stats.calls,
+            "write_calls": session.client.write_calls,
+            "throttled_429": stats.throttled,
+            "retries": stats.retries,
+            "dry_run": session.dry_run,
+        }
+    )
+    session.client.close()
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(deps=[twenty_schema], **load)
@@ -136,10 +104,8 @@ def twenty_people(
     crm_people: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """People upserted into Twenty, matched on whopUserId or email (existing contacts are linked)."""
-    step = _Load(context, config, twenty, pipeline_db)
-    upserter = step.upserter("people", "person")
-    rows = records.prepare_plain(step.frame_rows(crm_people, "people"))
-    return step.result(len(crm_people), {"": step.run(upserter, rows)})
+    session = _session(context, config, twenty, pipeline_db)
+    return _result(session, len(crm_people), {"": session.people(crm_people)})
 
 
 @dg.asset(deps=[twenty_schema], **load)
@@ -151,10 +117,8 @@ def twenty_products(
     crm_products: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Whop products upserted as whopProduct records, matched on whopProductId."""
-    step = _Load(context, config, twenty, pipeline_db)
-    upserter = step.upserter("whopProducts", "whopProduct")
-    rows = records.prepare_plain(step.frame_rows(crm_products, "whopProducts"))
-    return step.result(len(crm_products), {"": step.run(upserter, rows)})
+    session = _session(context, config, twenty, pipeline_db)
+    return _result(session, len(crm_products), {"": session.products(crm_products)})
 
 
 @dg.asset(deps=[twenty_schema, twenty_people], **load, **partitioned)
@@ -166,13 +130,14 @@ def twenty_opportunities(
     crm_opportunities: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Opportunities upserted by deterministic id and whopMembershipId, linked to their person."""
-    step = _Load(context, config, twenty, pipeline_db)
-    upserter = step.upserter("opportunities", "opportunity")
-    source = step.frame_rows(crm_opportunities, "opportunities")
-    person_ids = step.ids("people", [r["_person_key"] for r in source if r.get("_person_key")])
-    rows, unlinked = records.prepare_opportunities(source, person_ids)
-    counts = step.run(upserter, rows)
-    return step.result(len(crm_opportunities), {"": counts}, without_point_of_contact=unlinked)
+    session = _session(context, config, twenty, pipeline_db)
+    counts = session.opportunities(crm_opportunities)
+    return _result(
+        session,
+        len(crm_opportunities),
+        {"": counts},
+        without_point_of_contact=session.outcome.unlinked_opportunities,
+    )
 
 
 @dg.asset(deps=[twenty_schema, twenty_people, twenty_opportunities], **load, **partitioned)
@@ -185,25 +150,6 @@ def twenty_notes(
     crm_note_targets: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Payment notes upserted by deterministic id, then their links to people and opportunities."""
-    step = _Load(context, config, twenty, pipeline_db)
-    notes = step.upserter("notes", "note")
-    note_counts = step.run(
-        notes, records.prepare_notes(step.frame_rows(crm_notes, "notes"), step.caps)
-    )
-
-    targets = step.upserter("noteTargets", "noteTarget")
-    source = step.frame_rows(crm_note_targets, "noteTargets")
-    by_kind: dict[str, list[str]] = {}
-    for row in source:
-        by_kind.setdefault(row["_target_kind"], []).append(row["_target_key"])
-    ready, waiting = records.prepare_note_targets(
-        source,
-        step.caps,
-        person_ids=step.ids("people", by_kind.get("person", [])),
-        opportunity_ids=step.ids("opportunities", by_kind.get("opportunity", [])),
-        note_ids=step.ids("notes", {row["_note_key"] for row in source}),
-    )
-    if not config.dry_run:
-        targets.defer(waiting)
-    target_counts = step.run(targets, ready)
-    return step.result(len(crm_notes), {"notes_": note_counts, "targets_": target_counts})
+    session = _session(context, config, twenty, pipeline_db)
+    notes, targets = session.notes(crm_notes, crm_note_targets)
+    return _result(session, len(crm_notes), {"notes_": notes, "targets_": targets})

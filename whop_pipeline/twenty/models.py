@@ -89,9 +89,12 @@ class Capabilities(BaseModel):
         return [o["value"] for o in (stage.options or [])] if stage else []
 
     def unique_fields(self, singular: str) -> list[str]:
-        """Field paths the server matches upserts on, besides ``id``."""
+        """Field paths the server matches upserts on, besides ``id`` (none for an object the
+        workspace does not have yet, as in a dry run before the schema step)."""
+        if singular not in self.objects:
+            return []
         paths = []
-        for field in self.object(singular).fields.values():
+        for field in self.objects[singular].fields.values():
             if not field.is_unique:
                 continue
             if field.type == "EMAILS":

@@ -82,6 +82,19 @@ def _check_existing(spec: FieldSpec, caps: Capabilities) -> bool:
     return True
 
 
+def missing_schema(caps: Capabilities) -> list[str]:
+    """What ``ensure_schema`` would create in this workspace (for dry runs)."""
+    missing = [] if "whopProduct" in caps.objects else ["object whopProduct"]
+    for spec in CUSTOM_FIELDS:
+        obj = caps.objects.get(spec.object)
+        if obj is None or not obj.has(spec.name):
+            missing.append(f"field {spec.object}.{spec.name}")
+    absent = [v for v in EXTRA_STAGES if v not in caps.stage_values()]
+    if absent:
+        missing.append(f"stages {', '.join(absent)}")
+    return missing
+
+
 def ensure_schema(client: TwentyClient) -> tuple[Capabilities, SchemaReport]:
     """Discover, create what is missing, and return the workspace's (updated) capabilities."""
     report = SchemaReport()

@@ -84,6 +84,10 @@ class TwentyUpserter:
                 changed.append(row)
         return changed
 
+    def was_synced(self, key: str) -> bool:
+        """Whether ``key`` had been written before this load (known once ``plan`` has run)."""
+        return key in self._previous
+
     def defer(self, rows: Sequence[DeferredRow]) -> None:
         with self.engine.begin() as conn:
             for row in rows:

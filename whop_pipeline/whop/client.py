@@ -41,7 +41,7 @@ def _error_message(response: httpx.Response) -> str:
         detail = error.get("message") or error.get("type") or response.reason_phrase
     except ValueError:
         detail = response.reason_phrase
-    return f"HTTP {response.status_code}: {detail}"
+    return f"HTTP {response.status_code}: {str(detail).rstrip('.')}"
 
 
 def iso_utc(value: dt.datetime) -> str:
@@ -65,8 +65,10 @@ class WhopClient:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.account_id = account_id
+        self.page_size = page_size
         self.stats = CallStats()
         self.limiter = RateLimiter(max_requests_per_second)
         self.retry = retry or RetryPolicy()
@@ -133,7 +135,6 @@ class WhopClient:
         order: str | None = "created_at",
         direction: str | None = "asc",
         extra: list[tuple[str, str]] | None = None,
-        page_size: int = PAGE_SIZE,
     ) -> Iterator[Page[WhopModel]]:
         """Yield pages of ``resource`` in order, stopping on ``has_next_page: false``.
 
@@ -141,7 +142,10 @@ class WhopClient:
         stays flat however large the account is.
         """
         model = RESOURCES[resource]
-        params: list[tuple[str, str]] = [("account_id", self.account_id), ("first", str(page_size))]
+        params: list[tuple[str, str]] = [
+            ("account_id", self.account_id),
+            ("first", str(self.page_size)),
+        ]
         if created_after is not None:
             params.append(("created_after", iso_utc(created_after)))
         if created_before is not None:

@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from whop_pipeline.settings import DEFAULT_WHOP_API_BASE_URL
-from whop_pipeline.whop.client import WhopClient
+from whop_pipeline.whop.client import PAGE_SIZE, WhopClient
 
 
 class WhopResource(dg.ConfigurableResource):
@@ -18,6 +18,7 @@ class WhopResource(dg.ConfigurableResource):
     account_id: str = Field(description="Account id, biz_... (WHOP_ACCOUNT_ID)")
     base_url: str = Field(default=DEFAULT_WHOP_API_BASE_URL, description="Includes /api/v1")
     max_requests_per_second: float = Field(default=10.0, gt=0)
+    page_size: int = Field(default=PAGE_SIZE, ge=1, le=100, description="Rows per list call")
 
     def client(self, on_retry: Callable[[str], None] | None = None) -> WhopClient:
         return WhopClient(
@@ -26,4 +27,5 @@ class WhopResource(dg.ConfigurableResource):
             account_id=self.account_id,
             max_requests_per_second=self.max_requests_per_second,
             on_retry=on_retry,
+            page_size=self.page_size,
         )

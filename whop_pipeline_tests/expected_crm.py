@@ -1,0 +1,92 @@
+"""What the CRM must hold after a sync, derived from the Whop dataset with the rules of DESIGN §3
+written out again here (not by calling the pipeline's own mapping), and helpers to compare a CRM."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+STAGES = {
+    ("active", False): "CUSTOMER",
+    ("trialing", False): "CUSTOMER",
+    ("past_due", False): "CUSTOMER",
+    ("completed", False): "CUSTOMER",
+    ("active", True): "NEGOTIATION",
+    ("trialing", True): "NEGOTIATION",
+    ("past_due", True): "NEGOTIATION",
+    ("completed", True): "NEGOTIATION",
+    ("canceling", False): "NEGOTIATION",
+    ("canceling", True): "NEGOTIATION",
+    ("canceled", False): "LOST",
+    ("canceled", True): "LOST",
+    ("expired", False): "LOST",
+    ("expired", True): "LOST",
+    ("unresolved", False): "LOST",
+    ("unresolved", True): "LOST",
+    ("drafted", False): "NEW",
+    ("drafted", True): "NEW",
+}
+
+
+def expected_people(dataset) -> dict[str, dict[str, Any]]:
+    """whopUserId → {primary, additional}: one person per user (or business member)."""
+    members = sorted(dataset.rendered("members"), key=lambda m: (m["created_at"], m["id"]))
+    people: dict[str, dict[str, Any]] = {}
+    for member in members:
+        key = member["user"]["id"] if member.get("user") else member["id"]
+        people.setdefault(key, {"email": (member.get("email") or "").lower() or None})
+    owners: dict[str, str] = {}
+    result = {}
+    for key, person in people.items():
+        email = person["email"]
+        if email and email not in owners:
+            owners[email] = key
+            result[key] = {"primary": email, "additional": None}
+        elif email:
+            result[key] = {"primary": None, "additional": [email]}
+        else:
+            result[key] = {"primary": None, "additional": None}
+    return result
+
+
+def membership_person(membership) -> str | None:
+    return membership.get("user_id") or membership.get("member_id")
+
+
+def payment_person(payment) -> str | None:
+    return (payment.get("user") or {}).get("id") or payment.get("member_id")
+
+
+def live(dump: dict, plural: str) -> list[dict]:
+    return [r for r in dump.get(plural, []) if not r.get("deletedAt")]
+
+
+def crm_by_source(dump: dict) -> dict[str, Any]:
+    """The CRM keyed by Whop ids, relations expressed as Whop ids too (comparable across runs)."""
+    people = {p["id"]: p for p in live(dump, "people")}
+    person_key = {pid: p.get("whopUserId") for pid, p in people.items()}
+    opps = {o["id"]: o for o in live(dump, "opportunities")}
+    notes = {n["id"]: n for n in live(dump, "notes")}
+    targets = defaultdict(set)
+    for t in live(dump, "noteTargets"):
+        note = notes[t["noteId"]]["whopPaymentId"]
+        if t.get("targetPersonId"):
+            targets[note].add(("person", person_key[t["targetPersonId"]]))
+        if t.get("targetOpportunityId"):
+            targets[note].add(("opportunity", opps[t["targetOpportunityId"]]["whopMembershipId"]))
+    return {
+        "people": {
+            p["whopUserId"]: (p["name"]["firstName"], p["name"]["lastName"], p["emails"]["primaryEmail"],
+                              tuple(p["emails"].get("additionalEmails") or ()))
+            for p in people.values()
+        },
+        "opportunities": {
+            o["whopMembershipId"]: (o["stage"], o["name"], o["amount"]["amountMicros"],
+                                    o["amount"]["currencyCode"], person_key.get(o.get("pointOfContactId")),
+                                    o.get("whopMembershipStatus"))
+            for o in opps.values()
+        },
+        "notes": {n["whopPaymentId"]: (n["title"], n["bodyV2"]["markdown"]) for n in notes.values()},
+        "targets": dict(targets),
+        "products": {p["whopProductId"]: p["name"] for p in live(dump, "whopProducts")},
+    }
