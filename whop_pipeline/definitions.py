@@ -8,11 +8,12 @@ pools and the clients' own rate limiters keep the APIs within their limits.
 import dagster as dg
 
 from whop_pipeline.crm.definitions import defs as crm_defs
+from whop_pipeline.inbox.definitions import defs as inbox_defs
 from whop_pipeline.resources import build_resources
 from whop_pipeline.twenty.definitions import defs as twenty_defs
 from whop_pipeline.whop.definitions import defs as whop_defs
 
-SYSTEM_DEFS = [whop_defs, crm_defs, twenty_defs]
+SYSTEM_DEFS = [whop_defs, crm_defs, twenty_defs, inbox_defs]
 
 
 @dg.definitions
