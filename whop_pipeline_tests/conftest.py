@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # The daily partitions start a few weeks back: Dagster records an event per partition, and two years
 # of them would dominate the suite's time. Set before any pipeline module reads it.
-TEST_START_DATE = dt.date.today() - dt.timedelta(days=40)
+TEST_START_DATE = dt.date.today() - dt.timedelta(days=35)
 os.environ.setdefault("WHOP_SYNC_START_DATE", TEST_START_DATE.isoformat())
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

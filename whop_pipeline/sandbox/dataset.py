@@ -227,6 +227,9 @@ class WhopDataset:
         return [render(self, kind, r, detail=detail, counts=counts) for r in self.records(kind)]
 
 
+MIN_SPAN = timedelta(days=33)
+
+
 def generate_dataset(
     size: Size = "tiny",
     seed: int = 0,
@@ -247,8 +250,10 @@ def generate_dataset(
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     start = datetime(start_date.year, start_date.month, start_date.day, tzinfo=UTC)
-    if now - start < timedelta(days=30):
-        raise ValueError("now must be at least 30 days after start_date")
+    # Every plan must fit a whole billing period (30 days) with a day's margin on each side, or some
+    # hard cases (trials, monthly renewals) would have no plan to draw from.
+    if now - start < MIN_SPAN:
+        raise ValueError(f"now must be at least {MIN_SPAN.days} days after start_date")
     rng = random.Random(f"whop-dataset:{size}:{seed}:{start_date.isoformat()}:{to_ms(now)}")
     parts = build(SIZES[size], rng, to_ms(start), to_ms(now))
     return WhopDataset(size=size, seed=seed, start_date=start_date, now=now, **parts)

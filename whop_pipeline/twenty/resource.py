@@ -9,6 +9,7 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field
 
+from whop_pipeline.lib.http import RetryPolicy
 from whop_pipeline.twenty.client import TwentyClient
 from whop_pipeline.twenty.models import Capabilities
 from whop_pipeline.twenty.schema import SchemaReport, ensure_schema
@@ -24,12 +25,16 @@ class TwentyResource(dg.ConfigurableResource):
     api_key: str = Field(description="API key (TWENTY_API_KEY)")
     max_calls_per_minute: float = Field(default=100.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=1000)
+    max_attempts: int = Field(
+        default=8, ge=1, description="Tries per call on 429, 5xx and connection errors"
+    )
 
     def client(self, on_retry: Callable[[str], None] | None = None) -> TwentyClient:
         return TwentyClient(
             base_url=self.api_url,
             api_key=self.api_key,
             calls_per_minute=self.max_calls_per_minute,
+            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=1.0),
             on_retry=on_retry,
         )
 

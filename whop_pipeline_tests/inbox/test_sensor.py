@@ -1,0 +1,108 @@
+"""The webhook sensor: bounded reads, batches, deterministic run keys, retries under new keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from whop_pipeline.inbox import store
+from whop_pipeline.inbox.processing import retry_delay
+from whop_pipeline.inbox.sensor import (
+    BATCH_SIZE,
+    RELAUNCH_AFTER,
+    batch_run_key,
+    whop_webhook_sensor,
+)
+from whop_pipeline.store.database import get_engine
+from whop_pipeline.store.resource import PipelineDatabase
+from whop_pipeline_tests.inbox.webhook_helpers import envelope, put
+
+pytestmark = pytest.mark.dagster
+
+
+def evaluate(db_url, cursor=None, connection="default"):
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"pipeline_db": PipelineDatabase(url=db_url, connection_name=connection)},
+        )
+        return whop_webhook_sensor(context)
+
+
+def add(engine, n, connection="default"):
+    return [
+        put(engine, envelope("membership.updated", {"id": f"mem_{i}"}), connection)
+        for i in range(n)
+    ]
+
+
+def ids_of(request):
+    return request.run_config["ops"]["whop_webhook_inbox"]["config"]["inbox_ids"]
+
+
+def test_an_empty_inbox_skips_with_a_reason(db_url):
+    result = evaluate(db_url)
+    assert isinstance(result, dg.SkipReason) and "no webhook events" in result.skip_message
+
+
+def test_pending_rows_become_one_run_with_a_stable_key(db_url):
+    engine = get_engine(db_url)
+    rows = add(engine, 3)
+    first = evaluate(db_url)
+    assert len(first.run_requests) == 1
+    request = first.run_requests[0]
+    assert ids_of(request) == rows
+    assert first.cursor == str(rows[-1])
+    again = evaluate(db_url, cursor=first.cursor)
+    # Same rows, same attempts: the same key, which Dagster will not launch twice.
+    assert again.run_requests[0].run_key == request.run_key
+
+
+def test_many_rows_are_split_into_batches(sqlite_url):
+    engine = get_engine(sqlite_url)
+    rows = add(engine, BATCH_SIZE + 7)
+    result = evaluate(sqlite_url)
+    assert [len(ids_of(r)) for r in result.run_requests] == [BATCH_SIZE, 7]
+    assert sum((ids_of(r) for r in result.run_requests), []) == rows
+    assert len({r.run_key for r in result.run_requests}) == 2
+
+
+def test_a_failed_row_comes_back_after_its_back_off_under_a_new_key(sqlite_url):
+    engine = get_engine(sqlite_url)
+    [row] = add(engine, 1)
+    original = evaluate(sqlite_url).run_requests[0].run_key
+    with engine.begin() as conn:
+        store.claim(conn, [row], "k1")
+        store.mark_failed(conn, [row], "Twenty unavailable")
+    assert isinstance(evaluate(sqlite_url), dg.SkipReason)  # backing off
+    waited = dt.datetime.now(dt.UTC) - retry_delay(1) - dt.timedelta(seconds=1)
+    with engine.begin() as conn:
+        conn.execute(sa.update(store.inbox).values(status_changed_at=waited))
+    retried = evaluate(sqlite_url).run_requests[0]
+    assert ids_of(retried) == [row] and retried.run_key != original
+
+
+def test_dead_done_and_processing_rows_and_other_connections_are_left_alone(sqlite_url):
+    engine = get_engine(sqlite_url)
+    dead, done, busy = add(engine, 3)
+    add(engine, 2, connection="other")
+    with engine.begin() as conn:
+        conn.execute(sa.update(store.inbox).where(store.inbox.c.id == dead).values(status="dead"))
+        store.claim(conn, [done, busy], "k")
+        store.mark_done(conn, [done])
+    assert isinstance(evaluate(sqlite_url), dg.SkipReason)
+    assert len(ids_of(evaluate(sqlite_url, connection="other").run_requests[0])) == 2
+
+
+@pytest.mark.unit
+def test_an_unclaimed_batch_is_relaunched_after_a_while():
+    changed = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = [(1, 0, changed), (2, 0, changed)]
+    fresh = batch_run_key(rows, changed + dt.timedelta(seconds=30))
+    assert fresh == batch_run_key(rows, changed + RELAUNCH_AFTER - dt.timedelta(seconds=1))
+    assert fresh != batch_run_key(rows, changed + RELAUNCH_AFTER + dt.timedelta(seconds=1))
+    assert fresh != batch_run_key([(1, 1, changed), (2, 0, changed)], changed)
