@@ -76,17 +76,28 @@ def crm_by_source(dump: dict) -> dict[str, Any]:
             targets[note].add(("opportunity", opps[t["targetOpportunityId"]]["whopMembershipId"]))
     return {
         "people": {
-            p["whopUserId"]: (p["name"]["firstName"], p["name"]["lastName"], p["emails"]["primaryEmail"],
-                              tuple(p["emails"].get("additionalEmails") or ()))
+            p["whopUserId"]: (
+                p["name"]["firstName"],
+                p["name"]["lastName"],
+                p["emails"]["primaryEmail"],
+                tuple(p["emails"].get("additionalEmails") or ()),
+            )
             for p in people.values()
         },
         "opportunities": {
-            o["whopMembershipId"]: (o["stage"], o["name"], o["amount"]["amountMicros"],
-                                    o["amount"]["currencyCode"], person_key.get(o.get("pointOfContactId")),
-                                    o.get("whopMembershipStatus"))
+            o["whopMembershipId"]: (
+                o["stage"],
+                o["name"],
+                o["amount"]["amountMicros"],
+                o["amount"]["currencyCode"],
+                person_key.get(o.get("pointOfContactId")),
+                o.get("whopMembershipStatus"),
+            )
             for o in opps.values()
         },
-        "notes": {n["whopPaymentId"]: (n["title"], n["bodyV2"]["markdown"]) for n in notes.values()},
+        "notes": {
+            n["whopPaymentId"]: (n["title"], n["bodyV2"]["markdown"]) for n in notes.values()
+        },
         "targets": dict(targets),
         "products": {p["whopProductId"]: p["name"] for p in live(dump, "whopProducts")},
     }

@@ -37,7 +37,9 @@ def test_full_sync_lands_exactly_the_dataset(pipeline, monkeypatch):
     for record in live(dump, "people"):
         emails = record["emails"]
         assert emails["primaryEmail"] == people[record["whopUserId"]]["primary"]
-        assert (emails.get("additionalEmails") or None) == people[record["whopUserId"]]["additional"]
+        assert (emails.get("additionalEmails") or None) == people[record["whopUserId"]][
+            "additional"
+        ]
 
     person_ids = {p["whopUserId"]: p["id"] for p in live(dump, "people")}
     memberships = {m["id"]: m for m in data.rendered("memberships")}
@@ -56,9 +58,15 @@ def test_full_sync_lands_exactly_the_dataset(pipeline, monkeypatch):
     assert {n["whopPaymentId"] for n in notes} == set(payments)
     expected_targets = {
         (pid, "person", payment_person(p)) for pid, p in payments.items() if payment_person(p)
-    } | {(pid, "opportunity", p["membership_id"]) for pid, p in payments.items() if p["membership_id"]}
+    } | {
+        (pid, "opportunity", p["membership_id"])
+        for pid, p in payments.items()
+        if p["membership_id"]
+    }
     targets = crm_by_source(dump)["targets"]
-    assert {(pid, kind, key) for pid, links in targets.items() for kind, key in links} == expected_targets
+    assert {
+        (pid, kind, key) for pid, links in targets.items() for kind, key in links
+    } == expected_targets
     assert len(live(dump, "noteTargets")) == len(expected_targets)
 
     assert {p["whopProductId"] for p in live(dump, "whopProducts")} == {
@@ -73,15 +81,23 @@ def test_resync_writes_nothing_and_one_change_writes_one_call(pipeline, monkeypa
     pipeline.reset_stats()
     report = sync(pipeline, monkeypatch)
     assert twenty_writes(pipeline.twenty_stats()) == {}
-    assert report.counts("twenty_people")["unchanged"] == len(expected_people(pipeline.sandbox.whop.dataset))
+    assert report.counts("twenty_people")["unchanged"] == len(
+        expected_people(pipeline.sandbox.whop.dataset)
+    )
 
-    active = next(m for m in pipeline.sandbox.whop.dataset.rendered("memberships") if m["status"] == "active")
+    active = next(
+        m for m in pipeline.sandbox.whop.dataset.rendered("memberships") if m["status"] == "active"
+    )
     pipeline.sandbox.whop.update_membership(active["id"], status="canceled")
     pipeline.reset_stats()
     report = sync(pipeline, monkeypatch)
     assert twenty_writes(pipeline.twenty_stats()) == {"POST /rest/batch/opportunities": 1}
     assert report.counts("twenty_opportunities")["updated"] == 1
-    opp = next(o for o in live(pipeline.twenty_dump(), "opportunities") if o["whopMembershipId"] == active["id"])
+    opp = next(
+        o
+        for o in live(pipeline.twenty_dump(), "opportunities")
+        if o["whopMembershipId"] == active["id"]
+    )
     assert opp["stage"] == "LOST" and opp["whopMembershipStatus"] == "canceled"
 
 
@@ -104,14 +120,20 @@ def test_an_existing_contact_is_linked_not_duplicated(sqlite_pipeline, monkeypat
     assert linked["id"] == existing["id"]
     assert linked["whopUserId"] == member["user"]["id"]
     assert linked["jobTitle"] == "CEO"  # a field the pipeline does not own survives
-    opps = [o for o in live(sqlite_pipeline.twenty_dump(), "opportunities") if o["pointOfContactId"] == existing["id"]]
+    opps = [
+        o
+        for o in live(sqlite_pipeline.twenty_dump(), "opportunities")
+        if o["pointOfContactId"] == existing["id"]
+    ]
     assert opps, "the member's opportunities point at the existing contact"
 
 
 def test_dry_run_writes_nothing(sqlite_pipeline, monkeypatch):
     report = sync(sqlite_pipeline, monkeypatch, dry_run=True)
     assert twenty_writes(sqlite_pipeline.twenty_stats()) == {}
-    assert report.counts("twenty_people")["created"] == len(expected_people(sqlite_pipeline.sandbox.whop.dataset))
+    assert report.counts("twenty_people")["created"] == len(
+        expected_people(sqlite_pipeline.sandbox.whop.dataset)
+    )
     assert live(sqlite_pipeline.twenty_dump(), "people") == []
 
 
@@ -128,7 +150,11 @@ def test_faults_and_throttling_end_in_the_same_crm(sqlite_pipeline, monkeypatch,
         assert stats["faults"] > 0 and stats["throttled"] > 0
         dump = faulty.twenty_dump()
         assert crm_by_source(dump) == clean
-        for plural, key in [("people", "whopUserId"), ("opportunities", "whopMembershipId"), ("notes", "whopPaymentId")]:
+        for plural, key in [
+            ("people", "whopUserId"),
+            ("opportunities", "whopMembershipId"),
+            ("notes", "whopPaymentId"),
+        ]:
             values = [r[key] for r in dump[plural]]
             assert len(values) == len(set(values)), f"duplicate {plural}"
     finally:

@@ -75,9 +75,15 @@ SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Bodies above this are verified and parsed on a worker thread, off the event loop.
 _INLINE_BODY_BYTES = 64 * 1024
-# Errors caused by the rows themselves rather than by the database: a batch failing with one of
-# these is retried row by row, so one bad delivery cannot fail the others committed with it.
-_ROW_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, ValueError, TypeError)
+
+
+def _is_row_error(exc: Exception) -> bool:
+    """Caused by the rows rather than by the database (a value the column refuses, a constraint):
+    a batch failing so is retried row by row, so one bad delivery cannot fail the others with it.
+    A ``StatementError`` that is not a driver error wraps a value that could not be bound."""
+    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError | ValueError | TypeError):
+        return True
+    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
 
 
 class _Rejected(Exception):
@@ -130,6 +136,9 @@ class InboxWriter:
             if self._closed:
                 raise InboxUnavailable("the receiver is shutting down")
             if len(self._queue) >= self.max_pending:
+                # Requests that timed out are still queued until the writer gets to them.
+                self._queue = collections.deque(p for p in self._queue if not p.future.done())
+            if len(self._queue) >= self.max_pending:
                 raise InboxUnavailable("too many deliveries waiting for the database")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
@@ -164,12 +173,13 @@ class InboxWriter:
     def _write(self, batch: Sequence[_Pending]) -> list[bool | BaseException]:
         try:
             return list(self._commit([p.item for p in batch]))
-        except _ROW_ERRORS as exc:
-            if len(batch) == 1:
+        except Exception as exc:
+            if _is_row_error(exc):
+                if len(batch) > 1:
+                    return [outcome for p in batch for outcome in self._write([p])]
                 log.error("inbox write failed for one delivery: %s", _describe_db_error(exc))
                 return [exc]
-            return [outcome for p in batch for outcome in self._write([p])]
-        except Exception as exc:  # the database is unreachable, locked, read-only, ...
+            # The database is unreachable, locked, read-only, missing the table, ...
             log.error(
                 "inbox write failed for %d deliveries: %s", len(batch), _describe_db_error(exc)
             )

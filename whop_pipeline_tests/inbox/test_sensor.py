@@ -67,7 +67,7 @@ def test_many_rows_are_split_into_batches(sqlite_url):
     rows = add(engine, BATCH_SIZE + 7)
     result = evaluate(sqlite_url)
     assert [len(ids_of(r)) for r in result.run_requests] == [BATCH_SIZE, 7]
-    assert sum((ids_of(r) for r in result.run_requests), []) == rows
+    assert [i for r in result.run_requests for i in ids_of(r)] == rows
     assert len({r.run_key for r in result.run_requests}) == 2
 
 

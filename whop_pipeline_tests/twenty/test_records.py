@@ -28,7 +28,13 @@ def caps(note_target_fields=("targetPersonId", "targetOpportunityId"), note_fiel
 
 
 def test_unflatten_builds_composites_and_drops_private_columns():
-    row = {"_key": "k", "name.firstName": "Ana", "name.lastName": "", "emails.primaryEmail": None, "x": 1}
+    row = {
+        "_key": "k",
+        "name.firstName": "Ana",
+        "name.lastName": "",
+        "emails.primaryEmail": None,
+        "x": 1,
+    }
     assert records.unflatten(row) == {
         "name": {"firstName": "Ana", "lastName": ""},
         "emails": {"primaryEmail": None},
@@ -69,16 +75,41 @@ def test_opportunities_without_a_synced_person_are_sent_unlinked():
 
 @pytest.mark.parametrize(
     ("fields", "person_link"),
-    [(("targetPersonId", "targetOpportunityId"), "targetPersonId"), (("personId", "opportunityId"), "personId")],
+    [
+        (("targetPersonId", "targetOpportunityId"), "targetPersonId"),
+        (("personId", "opportunityId"), "personId"),
+    ],
 )
 def test_note_targets_use_the_workspace_link_names_and_wait_for_their_targets(fields, person_link):
     rows = [
-        {"_key": "pay_1:person", "_note_key": "pay_1", "_target_kind": "person", "_target_key": "user_1", "id": "t1"},
-        {"_key": "pay_1:opportunity", "_note_key": "pay_1", "_target_kind": "opportunity", "_target_key": "mem_9", "id": "t2"},
-        {"_key": "pay_2:person", "_note_key": "pay_2", "_target_kind": "person", "_target_key": "user_1", "id": "t3"},
+        {
+            "_key": "pay_1:person",
+            "_note_key": "pay_1",
+            "_target_kind": "person",
+            "_target_key": "user_1",
+            "id": "t1",
+        },
+        {
+            "_key": "pay_1:opportunity",
+            "_note_key": "pay_1",
+            "_target_kind": "opportunity",
+            "_target_key": "mem_9",
+            "id": "t2",
+        },
+        {
+            "_key": "pay_2:person",
+            "_note_key": "pay_2",
+            "_target_kind": "person",
+            "_target_key": "user_1",
+            "id": "t3",
+        },
     ]
     ready, waiting = records.prepare_note_targets(
-        rows, caps(fields), person_ids={"user_1": "p1"}, opportunity_ids={}, note_ids={"pay_1": "n1"}
+        rows,
+        caps(fields),
+        person_ids={"user_1": "p1"},
+        opportunity_ids={},
+        note_ids={"pay_1": "n1"},
     )
     assert [r.record for r in ready] == [{"id": "t1", "noteId": "n1", person_link: "p1"}]
     assert {w.key: w.reason for w in waiting} == {

@@ -22,7 +22,7 @@ def workspace(request):
 
 
 def test_creates_everything_once(workspace):
-    emulator, client = workspace
+    _, client = workspace
     caps, report = ensure_schema(client)
     assert len(report.created) == 1 + len(CUSTOM_FIELDS) + 1  # object, fields, stages
     values = caps.stage_values()
@@ -39,10 +39,20 @@ def test_creates_everything_once(workspace):
 def test_existing_stage_options_are_kept(workspace):
     _, client = workspace
     stage = client.objects()["opportunity"].fields["stage"]
-    custom = [*stage.options, {"value": "ON_HOLD", "label": "On hold", "color": "gray", "position": 5}]
+    custom = [
+        *stage.options,
+        {"value": "ON_HOLD", "label": "On hold", "color": "gray", "position": 5},
+    ]
     client.update_field(stage.id, {"options": custom})
     caps, _ = ensure_schema(client)
-    assert caps.stage_values()[:6] == ["NEW", "SCREENING", "MEETING", "PROPOSAL", "CUSTOMER", "ON_HOLD"]
+    assert caps.stage_values()[:6] == [
+        "NEW",
+        "SCREENING",
+        "MEETING",
+        "PROPOSAL",
+        "CUSTOMER",
+        "ON_HOLD",
+    ]
     kept = caps.object("opportunity").fields["stage"].options
     assert {o["id"] for o in stage.options} <= {o["id"] for o in kept}
 
@@ -66,7 +76,13 @@ def test_a_non_unique_field_of_ours_is_a_conflict_not_a_guess(workspace):
     _, client = workspace
     person = client.objects()["person"]
     client.create_field(
-        {"objectMetadataId": person.id, "type": "TEXT", "name": "whopUserId", "label": "Whop", "isUnique": False}
+        {
+            "objectMetadataId": person.id,
+            "type": "TEXT",
+            "name": "whopUserId",
+            "label": "Whop",
+            "isUnique": False,
+        }
     )
-    with pytest.raises(SchemaConflict, match="person.whopUserId exists but is not unique"):
+    with pytest.raises(SchemaConflict, match=r"person\.whopUserId exists but is not unique"):
         ensure_schema(client)

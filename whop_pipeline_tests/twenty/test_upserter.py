@@ -79,7 +79,7 @@ def test_only_changed_rows_are_sent(twenty_server, db_url):
 
 
 def test_the_batch_shrinks_to_the_server_maximum(twenty_server, sqlite_url):
-    emulator, _, client, upserter = setup(twenty_server, sqlite_url, max_batch=60)
+    emulator, _, _, upserter = setup(twenty_server, sqlite_url, max_batch=60)
     up = upserter(batch_size=200)
     counts = up.upsert([person(i) for i in range(130)])
     # One refused call of 130 rows, then 60 + 60 + 10.

@@ -85,7 +85,7 @@ def test_retries_429_and_5xx_honouring_retry_after():
     waits: list[float] = []
     client = mock_client(lambda request: next(responses))
     client._sleep = waits.append
-    assert list(client.iter_pages("members"))[0].data == []
+    assert next(iter(client.iter_pages("members"))).data == []
     assert client.stats.calls == 3 and client.stats.throttled == 1 and client.stats.retries == 2
     assert waits[0] == 0.2
 
@@ -128,7 +128,7 @@ def test_unknown_enum_values_pass_through():
     }
     body = {"data": [item], "page_info": {"has_next_page": False}}
     client = mock_client(lambda request: httpx.Response(200, json=body))
-    assert list(client.iter_pages("memberships"))[0].data[0].status == "hibernating"
+    assert next(iter(client.iter_pages("memberships"))).data[0].status == "hibernating"
 
 
 @pytest.mark.unit
@@ -158,7 +158,13 @@ def test_naive_timestamps_are_refused():
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("3", 3.0), ("0.5", 0.5), ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0), ("soon", None), (None, None)],
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+        ("soon", None),
+        (None, None),
+    ],
 )
 def test_parse_retry_after(header, seconds):
     now = dt.datetime(2015, 10, 21, 7, 28, 0, tzinfo=dt.UTC).timestamp()
@@ -168,7 +174,13 @@ def test_parse_retry_after(header, seconds):
 @pytest.mark.unit
 def test_rate_limiter_paces_calls():
     clock = [0.0]
-    limiter = RateLimiter(10, per=1.0, burst=1, clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    limiter = RateLimiter(
+        10,
+        per=1.0,
+        burst=1,
+        clock=lambda: clock[0],
+        sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+    )
     for _ in range(11):
         limiter.acquire()
     # one immediately, then one every 0.1 s

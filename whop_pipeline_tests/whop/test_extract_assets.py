@@ -68,7 +68,10 @@ def test_full_range_mirrors_everything_in_the_fewest_calls(pipeline):
     assert metadata["inserted"].value == len(data.rendered("payments"))
     assert metadata["api_calls"].value == 1
     checks_passed = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks_passed == {"whop_member_emails_present": True, "whop_membership_members_present": True}
+    assert checks_passed == {
+        "whop_member_emails_present": True,
+        "whop_membership_members_present": True,
+    }
 
 
 def test_a_second_run_changes_nothing(sqlite_pipeline):
@@ -89,9 +92,14 @@ def test_backfill_of_a_partition_range_reads_that_window(pipeline):
         [assets.whop_memberships, assets.whop_payments], partitions=(first, last)
     )
     start = dt.datetime.fromisoformat(first).replace(tzinfo=dt.UTC) - WINDOW_OVERLAP
-    end = dt.datetime.fromisoformat(last).replace(tzinfo=dt.UTC) + dt.timedelta(days=1) + WINDOW_OVERLAP
+    end = (
+        dt.datetime.fromisoformat(last).replace(tzinfo=dt.UTC)
+        + dt.timedelta(days=1)
+        + WINDOW_OVERLAP
+    )
     expected = {
-        kind: created_between(data.rendered(kind), start, end) for kind in ("memberships", "payments")
+        kind: created_between(data.rendered(kind), start, end)
+        for kind in ("memberships", "payments")
     }
     with pipeline.engine.connect() as conn:
         for kind, rows in expected.items():
@@ -100,7 +108,8 @@ def test_backfill_of_a_partition_range_reads_that_window(pipeline):
     for kind, rows in expected.items():
         assert calls(stats, kind) == max(1, math.ceil(len(rows) / 100)), kind
     materialized = {
-        (m.asset_key.to_user_string(), m.partition) for m in result.get_asset_materialization_events()
+        (m.asset_key.to_user_string(), m.partition)
+        for m in result.get_asset_materialization_events()
         for m in [m.step_materialization_data.materialization]
     }
     days = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
@@ -113,7 +122,9 @@ def test_one_partition(sqlite_pipeline):
     sqlite_pipeline.materialize([assets.whop_payments], partition_key=day)
     start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
     expected = created_between(
-        data.rendered("payments"), start - WINDOW_OVERLAP, start + dt.timedelta(days=1) + WINDOW_OVERLAP
+        data.rendered("payments"),
+        start - WINDOW_OVERLAP,
+        start + dt.timedelta(days=1) + WINDOW_OVERLAP,
     )
     with sqlite_pipeline.engine.connect() as conn:
         assert count_raw(conn, "payments", "default") == len(expected) > 0
@@ -159,7 +170,9 @@ def test_the_email_check_fails_loudly_when_every_email_is_null(sqlite_pipeline):
 
 def test_a_wrong_key_fails_the_asset_with_a_clear_message(sqlite_pipeline):
     result = sqlite_pipeline.materialize(
-        [assets.whop_members], whop=sqlite_pipeline.whop(api_key="sk-not-the-right-key-7f3a"), raise_on_error=False
+        [assets.whop_members],
+        whop=sqlite_pipeline.whop(api_key="sk-not-the-right-key-7f3a"),
+        raise_on_error=False,
     )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error
