@@ -4,6 +4,10 @@ A tick is one bounded read of the inbox (ids, attempts, status times: no payload
 Each batch gets a deterministic ``run_key`` built from its rows and their attempt counts, so a tick
 that sees the same batch again launches nothing, and a retried row (its attempts changed) comes back
 under a new key. Claiming in the run is atomic, so two runs never apply the same row.
+
+While an inbox run is queued or running, the tick launches nothing: each run costs seconds of
+process start-up and runs share one Twenty budget, so events that arrive meanwhile wait a few
+seconds and go together in the next, larger batch instead of queueing up one small run each.
 """
 
 import datetime as dt
@@ -12,7 +16,7 @@ import hashlib
 import dagster as dg
 
 from whop_pipeline.inbox.assets import whop_webhook_inbox
-from whop_pipeline.inbox.processing import eligible_ids
+from whop_pipeline.inbox.processing import STALE_AFTER, eligible_ids
 from whop_pipeline.store.resource import PipelineDatabase
 
 BATCH_SIZE = 500
@@ -26,6 +30,28 @@ whop_inbox_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(whop_webhook_inbox),
     description="Apply one batch of webhook events and push what changed to Twenty.",
 )
+
+
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _inbox_run_in_progress(context: dg.SensorEvaluationContext, now: dt.datetime) -> bool:
+    """An inbox run started recently and not finished (a run stuck longer does not block)."""
+    runs = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=whop_inbox_job.name, statuses=ACTIVE), limit=1
+    )
+    for record in runs:
+        created = record.create_timestamp
+        if created.tzinfo is None:  # storages differ: some return naive UTC
+            created = created.replace(tzinfo=dt.UTC)
+        if now - created < STALE_AFTER:
+            return True
+    return False
 
 
 def batch_run_key(rows: list[tuple[int, int, dt.datetime]], now: dt.datetime) -> str:
@@ -45,6 +71,8 @@ def whop_webhook_sensor(
     context: dg.SensorEvaluationContext, pipeline_db: PipelineDatabase
 ) -> dg.SensorResult | dg.SkipReason:
     now = dt.datetime.now(dt.UTC)
+    if _inbox_run_in_progress(context, now):
+        return dg.SkipReason("an inbox run is in progress; new events go in the next batch")
     with pipeline_db.engine().connect() as conn:
         due = eligible_ids(conn, pipeline_db.connection_name, BATCH_SIZE * MAX_RUNS_PER_TICK, now)
     if not due:

@@ -135,6 +135,9 @@ def describe(sandbox: Sandbox, dataset: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if bool(args.webhook_url) != bool(args.webhook_secret):
+        print("whop-pipeline sandbox: --webhook-url and --webhook-secret go together")
+        return 2
     sandbox = start_sandbox(
         args.dataset,
         seed=args.seed,

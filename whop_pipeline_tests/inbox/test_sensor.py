@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from dagster._core.utils import make_new_run_id
 import pytest
 import sqlalchemy as sa
 
@@ -23,14 +25,19 @@ from whop_pipeline_tests.inbox.webhook_helpers import envelope, put
 pytestmark = pytest.mark.dagster
 
 
-def evaluate(db_url, cursor=None, connection="default"):
-    with dg.instance_for_test() as instance:
+def evaluate(db_url, cursor=None, connection="default", instance=None):
+    def run(instance):
         context = dg.build_sensor_context(
             instance=instance,
             cursor=cursor,
             resources={"pipeline_db": PipelineDatabase(url=db_url, connection_name=connection)},
         )
         return whop_webhook_sensor(context)
+
+    if instance is not None:
+        return run(instance)
+    with dg.instance_for_test() as temporary:
+        return run(temporary)
 
 
 def add(engine, n, connection="default"):
@@ -106,3 +113,17 @@ def test_an_unclaimed_batch_is_relaunched_after_a_while():
     assert fresh == batch_run_key(rows, changed + RELAUNCH_AFTER - dt.timedelta(seconds=1))
     assert fresh != batch_run_key(rows, changed + RELAUNCH_AFTER + dt.timedelta(seconds=1))
     assert fresh != batch_run_key([(1, 1, changed), (2, 0, changed)], changed)
+
+
+def test_nothing_is_launched_while_an_inbox_run_is_in_progress(sqlite_url):
+    engine = get_engine(sqlite_url)
+    add(engine, 2)
+    with dg.instance_for_test() as instance:
+        run = DagsterRun(
+            job_name="whop_inbox_job", run_id=make_new_run_id(), status=DagsterRunStatus.STARTED
+        )
+        instance.add_run(run)
+        waiting = evaluate(sqlite_url, instance=instance)
+        assert isinstance(waiting, dg.SkipReason) and "in progress" in waiting.skip_message
+        instance.report_run_failed(run)
+        assert len(evaluate(sqlite_url, instance=instance).run_requests) == 1
