@@ -25,7 +25,56 @@ def test_assets_by_group(definitions):
     groups: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():
         groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
-    assert groups["whop"] == {"whop_members", "whop_products", "whop_memberships", "whop_payments"}
+    assert groups == {
+        "whop": {"whop_members", "whop_products", "whop_memberships", "whop_payments"},
+        "crm": {"crm_people", "crm_products", "crm_opportunities", "crm_notes", "crm_note_targets"},
+        "twenty": {
+            "twenty_schema",
+            "twenty_people",
+            "twenty_products",
+            "twenty_opportunities",
+            "twenty_notes",
+        },
+        "inbox": {"whop_webhook_inbox"},
+    }
+
+
+def test_asset_checks(definitions):
+    checks = {key.name for key in definitions.resolve_asset_graph().asset_check_keys}
+    assert checks == {
+        "whop_member_emails_present",
+        "whop_membership_members_present",
+        "whop_webhook_inbox_has_no_dead_events",
+    }
+
+
+def test_partitioning(definitions):
+    graph = definitions.resolve_asset_graph()
+    partitioned = {
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).partitions_def is not None
+    }
+    assert partitioned == {
+        "whop_memberships",
+        "whop_payments",
+        "crm_opportunities",
+        "crm_notes",
+        "crm_note_targets",
+        "twenty_opportunities",
+        "twenty_notes",
+    }
+
+
+def test_steps_spending_an_api_budget_declare_its_pool(definitions):
+    graph = definitions.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        if name.startswith(("twenty_", "whop_webhook")):
+            assert node.pools == {"twenty_api"}, name
+        elif name.startswith("whop_"):
+            assert node.pools == {"whop_api"}, name
 
 
 def test_every_asset_has_kinds_a_group_and_a_docstring(definitions):
@@ -38,11 +87,19 @@ def test_every_asset_has_kinds_a_group_and_a_docstring(definitions):
 
 
 def test_jobs_schedules_and_sensors(definitions):
-    assert definitions.resolve_job_def("whop_sync_job")
+    sync_job = definitions.resolve_job_def("whop_sync_job")
+    assert "whop_webhook_inbox" not in {n.name for n in sync_job.graph.node_defs}
+    inbox_job = definitions.resolve_job_def("whop_inbox_job")
+    assert {n.name for n in inbox_job.graph.node_defs} >= {"whop_webhook_inbox"}
     schedules = {s.name: s for s in definitions.schedules}
-    assert set(schedules) >= {"whop_incremental_schedule", "whop_reconcile_schedule"}
+    assert set(schedules) == {"whop_incremental_schedule", "whop_reconcile_schedule"}
     for schedule in schedules.values():
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        assert schedule.job_name == "whop_sync_job"
+    sensors = {s.name: s for s in definitions.sensors}
+    assert set(sensors) == {"whop_webhook_sensor"}
+    assert sensors["whop_webhook_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["whop_webhook_sensor"].job_name == "whop_inbox_job"
 
 
 def test_in_process_executor(definitions):
