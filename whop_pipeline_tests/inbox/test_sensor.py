@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-from dagster._core.utils import make_new_run_id
 import pytest
 import sqlalchemy as sa
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from dagster._core.utils import make_new_run_id
 
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.processing import retry_delay
