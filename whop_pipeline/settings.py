@@ -62,6 +62,10 @@ ENV_VARS: tuple[EnvVarSpec, ...] = (
         default=DEFAULT_CONNECTION,
     ),
     EnvVarSpec(
+        name="WHOP_PIPELINE_CONNECTIONS_FILE",
+        description="JSON file naming several connections' webhook secret variables (receiver)",
+    ),
+    EnvVarSpec(
         name="WHOP_SYNC_START_DATE",
         description="First day of the daily partitions (YYYY-MM-DD)",
         default=DEFAULT_START_DATE.isoformat(),

@@ -29,12 +29,6 @@ from whop_pipeline.whop.resource import WhopResource
 
 # A row left `processing` this long belonged to a run that died: it is handed back for a retry.
 STALE_AFTER = dt.timedelta(minutes=15)
-# A failed row waits before its next attempt: 30 s, 1 min, 2 min, 4 min (then it is dead).
-RETRY_BASE = dt.timedelta(seconds=30)
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    return RETRY_BASE * 2 ** max(0, attempts - 1)
 
 
 @dataclass
@@ -45,34 +39,6 @@ class BatchReport:
     ignored: int = 0
     affected: Affected | None = None
     counts: dict[str, LoadCounts] = field(default_factory=dict)
-
-
-def eligible_ids(
-    conn: sa.Connection, connection: str, limit: int, now: dt.datetime | None = None
-) -> list[tuple[int, int, dt.datetime]]:
-    """(id, attempts, status_changed_at) of rows to process now: pending, or failed with attempts
-    left and their back-off elapsed. Two bounded, index-ordered reads; no payloads."""
-    now = now or dt.datetime.now(dt.UTC)
-    t = store.inbox
-    columns = (t.c.id, t.c.attempts, t.c.status_changed_at)
-    pending = conn.execute(
-        sa.select(*columns)
-        .where(t.c.status == "pending", t.c.connection == connection)
-        .order_by(t.c.id)
-        .limit(limit)
-    ).all()
-    failed = conn.execute(
-        sa.select(*columns)
-        .where(
-            t.c.status == "failed",
-            t.c.connection == connection,
-            t.c.attempts < store.MAX_ATTEMPTS,
-        )
-        .order_by(t.c.id)
-        .limit(limit)
-    ).all()
-    due = [row for row in failed if row.status_changed_at + retry_delay(row.attempts) <= now]
-    return sorted((tuple(row) for row in [*pending, *due]), key=lambda r: r[0])[:limit]
 
 
 def push_affected(
@@ -190,10 +156,10 @@ def process_pending(
     try:
         while True:
             with engine.connect() as conn:
-                due = eligible_ids(conn, settings.connection.name, batch_size)
+                due = store.due_rows(conn, batch_size, connection=settings.connection.name)
             if not due:
                 break
-            ids = [row[0] for row in due]
+            ids = [row.id for row in due]
             key = f"inbox-cli-{uuid.uuid4().hex[:12]}"
             result = job.execute_in_process(
                 instance=instance,

@@ -17,10 +17,8 @@ Whop signs with the raw UTF-8 bytes of the whole ``ws_...`` secret, so each conn
 ``standardwebhooks.Webhook(base64(secret))`` (reference §5.3). Secrets and signatures are never
 logged or echoed.
 
-Writes use group commit: one writer thread stores everything queued since its last commit in one
-transaction, then resolves each waiting request. Every delivery is still acknowledged only after a
-durable commit of its own row, but concurrent deliveries share one fsync instead of queueing on
-SQLite's single write lock (see ``benchmarks/bench_receiver.py``).
+Writes go through ``InboxWriter`` (group commit, ``writer.py``): one thread stores everything
+queued since its last commit in one transaction, then answers each waiting request.
 
 Configuration of ``whop-pipeline webhooks serve``:
 
@@ -40,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import collections
 import contextlib
 import datetime as dt
 import json
@@ -48,10 +45,8 @@ import logging
 import os
 import re
 import sys
-import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 import uvicorn
@@ -63,9 +58,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from whop_pipeline.inbox.events import MalformedEvent, decode_envelope
-from whop_pipeline.inbox.store import NewEvent, inbox, store_events
+from whop_pipeline.inbox.store import NewEvent, inbox
+from whop_pipeline.inbox.writer import InboxUnavailable, InboxWriter, engine_for
 from whop_pipeline.settings import DEFAULT_CONNECTION, SettingsError, db_url_from_env
-from whop_pipeline.store.database import get_engine
 
 log = logging.getLogger(__name__)
 
@@ -77,143 +72,10 @@ CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _INLINE_BODY_BYTES = 64 * 1024
 
 
-def _is_row_error(exc: Exception) -> bool:
-    """Caused by the rows rather than by the database (a value the column refuses, a constraint):
-    a batch failing so is retried row by row, so one bad delivery cannot fail the others with it.
-    A ``StatementError`` that is not a driver error wraps a value that could not be bound."""
-    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError | ValueError | TypeError):
-        return True
-    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
-
-
 class _Rejected(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
-
-
-class InboxUnavailable(RuntimeError):
-    """The inbox cannot take a delivery right now (queue full or writer closed)."""
-
-
-class _Pending:
-    __slots__ = ("future", "item", "loop")
-
-    def __init__(self, item: NewEvent, loop: asyncio.AbstractEventLoop) -> None:
-        self.item = item
-        self.loop = loop
-        self.future: asyncio.Future[bool] = loop.create_future()
-
-
-def _settle(outcomes: list[tuple[asyncio.Future[bool], bool | BaseException]]) -> None:
-    for future, outcome in outcomes:
-        if future.done():  # the request gave up (timed out) meanwhile
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
-class InboxWriter:
-    """Stores deliveries with group commit on one thread: each transaction takes every delivery
-    queued while the previous one committed (up to ``max_batch``). ``submit`` (called on the event
-    loop) returns a future that resolves to True (stored) / False (duplicate) only after the
-    commit, or to the error. A whole batch is settled with one wake-up of the event loop."""
-
-    def __init__(self, db_url: str, *, max_batch: int = 500, max_pending: int = 10_000) -> None:
-        self.db_url = db_url
-        self.max_batch = max_batch
-        self.max_pending = max_pending
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def submit(self, item: NewEvent) -> asyncio.Future[bool]:
-        pending = _Pending(item, asyncio.get_running_loop())
-        with self._cond:
-            if self._closed:
-                raise InboxUnavailable("the receiver is shutting down")
-            if len(self._queue) >= self.max_pending:
-                # Requests that timed out are still queued until the writer gets to them.
-                self._queue = collections.deque(p for p in self._queue if not p.future.done())
-            if len(self._queue) >= self.max_pending:
-                raise InboxUnavailable("too many deliveries waiting for the database")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
-                self._thread.start()
-            self._queue.append(pending)
-            self._cond.notify()
-        return pending.future
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                count = min(len(self._queue), self.max_batch)
-                batch = [self._queue.popleft() for _ in range(count)]
-            # A request that already gave up (timed out, answered 503) is not written.
-            live = [p for p in batch if not p.future.cancelled()]
-            if live:
-                self._settle(live, self._write(live))
-
-    def _write(self, batch: Sequence[_Pending]) -> list[bool | BaseException]:
-        try:
-            return list(self._commit([p.item for p in batch]))
-        except Exception as exc:
-            if _is_row_error(exc):
-                if len(batch) > 1:
-                    return [outcome for p in batch for outcome in self._write([p])]
-                log.error("inbox write failed for one delivery: %s", _describe_db_error(exc))
-                return [exc]
-            # The database is unreachable, locked, read-only, missing the table, ...
-            log.error(
-                "inbox write failed for %d deliveries: %s", len(batch), _describe_db_error(exc)
-            )
-            return [exc] * len(batch)
-
-    def _commit(self, items: Sequence[NewEvent]) -> list[bool]:
-        with _engine(self.db_url).begin() as conn:
-            return store_events(conn, items)
-
-    @staticmethod
-    def _settle(batch: Sequence[_Pending], outcomes: Sequence[bool | BaseException]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
-        for loop, settled in by_loop.items():
-            # A stopped server's loop is closed: its requests are gone, nothing to answer.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, settled)
-
-
-def _describe_db_error(exc: BaseException) -> str:
-    """The error type and the driver's first line: SQLAlchemy's full text carries the statement and
-    its parameters (payloads), so it is not logged."""
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
-
-
-_ENGINE_LOCK = threading.Lock()
-
-
-def _engine(db_url: str) -> sa.Engine:
-    # The first call migrates the schema: the writer and a health check must not do it twice at once.
-    with _ENGINE_LOCK:
-        return get_engine(db_url)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -329,7 +191,7 @@ def create_receiver_app(
         return JSONResponse({"status": "stored" if inserted else "duplicate"})
 
     def database_ok() -> bool:
-        with _engine(db_url).connect() as conn:
+        with engine_for(db_url).connect() as conn:
             conn.execute(sa.select(inbox.c.id).limit(1)).all()
         return True
 
@@ -421,9 +283,7 @@ def main(args: argparse.Namespace) -> int:
     db_url = db_url_from_env()
     shown_url = sa.make_url(db_url).render_as_string(hide_password=True)
     try:
-        get_engine(
-            db_url
-        )  # connect and migrate now, so a wrong URL fails at start, not per delivery
+        engine_for(db_url)  # connect and migrate now: a wrong URL fails at start, not per delivery
     except Exception as exc:
         print(
             f"whop-pipeline: cannot open the pipeline database {shown_url}: {type(exc).__name__}",

@@ -12,11 +12,13 @@ seconds and go together in the next, larger batch instead of queueing up one sma
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 
 import dagster as dg
 
+from whop_pipeline.inbox import store
 from whop_pipeline.inbox.assets import whop_webhook_inbox
-from whop_pipeline.inbox.processing import STALE_AFTER, eligible_ids
+from whop_pipeline.inbox.processing import STALE_AFTER
 from whop_pipeline.store.resource import PipelineDatabase
 
 BATCH_SIZE = 500
@@ -54,7 +56,8 @@ def _inbox_run_in_progress(context: dg.SensorEvaluationContext, now: dt.datetime
     return False
 
 
-def batch_run_key(rows: list[tuple[int, int, dt.datetime]], now: dt.datetime) -> str:
+def batch_run_key(rows: Sequence[Sequence], now: dt.datetime) -> str:
+    """From the rows' (id, attempts, status_changed_at)."""
     digest = hashlib.sha256(",".join(f"{i}:{a}" for i, a, _ in rows).encode()).hexdigest()[:16]
     newest = max(changed for _, _, changed in rows)
     generation = int((now - newest) / RELAUNCH_AFTER)
@@ -74,7 +77,9 @@ def whop_webhook_sensor(
     if _inbox_run_in_progress(context, now):
         return dg.SkipReason("an inbox run is in progress; new events go in the next batch")
     with pipeline_db.engine().connect() as conn:
-        due = eligible_ids(conn, pipeline_db.connection_name, BATCH_SIZE * MAX_RUNS_PER_TICK, now)
+        due = store.due_rows(
+            conn, BATCH_SIZE * MAX_RUNS_PER_TICK, connection=pipeline_db.connection_name, now=now
+        )
     if not due:
         return dg.SkipReason("no webhook events are due")
     requests = []

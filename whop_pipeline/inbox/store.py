@@ -10,7 +10,7 @@ Life of a row::
        └── (new row)       └──mark_failed / release_stale at MAX_ATTEMPTS──▶ dead
 
 Every state change sets ``status_changed_at``. Reads are bounded (``LIMIT``) and follow the
-``(status, id)`` index. Callers own the transaction: pass a connection from ``engine.begin()``.
+``(connection, status, id)`` index. Callers own the transaction: pass a connection from ``engine.begin()``.
 """
 
 from __future__ import annotations
@@ -92,9 +92,10 @@ def store_events(conn: sa.Connection, items: Sequence[NewEvent]) -> list[bool]:
     for index, item in enumerate(items):
         first.setdefault((item.connection, item.event.webhook_id), index)
     unique = sorted(first.values())
-    # One statement, executed with a list of rows: SQLAlchemy compiles it once (cached) and sends
-    # the rows as multi-row INSERT ... RETURNING ("insertmanyvalues"). Building a .values([...])
-    # literal instead recompiles per call and cost ~0.8 ms of CPU per row.
+    # One statement executed with a list of rows: SQLAlchemy compiles it once per call (inserts
+    # with ON CONFLICT stay out of its statement cache) and sends the rows as multi-row INSERT ...
+    # RETURNING ("insertmanyvalues"). A .values([...]) literal instead compiled every row's
+    # parameters and cost ~0.8 ms of CPU per row.
     statement = (
         _insert(conn)
         .on_conflict_do_nothing(index_elements=["connection", "webhook_id"])
@@ -123,6 +124,14 @@ def store_event(
     return store_events(conn, [item])[0]
 
 
+# A failed row waits before its next attempt: 30 s, 1 min, 2 min, 4 min (then it is dead).
+RETRY_BASE = dt.timedelta(seconds=30)
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    return RETRY_BASE * 2 ** max(0, attempts - 1)
+
+
 def _retryable(max_attempts: int) -> sa.ColumnElement[bool]:
     return sa.or_(
         inbox.c.status == "pending",
@@ -130,32 +139,39 @@ def _retryable(max_attempts: int) -> sa.ColumnElement[bool]:
     )
 
 
-def pending_batch(
+def due_rows(
     conn: sa.Connection,
     limit: int,
-    after_id: int | None = None,
-    connection: str | None = None,
     *,
+    connection: str | None = None,
+    after_id: int | None = None,
+    now: dt.datetime | None = None,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> list[sa.Row]:
-    """Up to ``limit`` rows that are ``pending`` or ``failed`` with attempts left, oldest id first
-    (ids above ``after_id``; of one connection if given). Whole rows, payload included."""
+    """Up to ``limit`` rows to process now, oldest id first: ``pending``, or ``failed`` with attempts
+    left and their back-off (``retry_delay``) elapsed. Only ``id, attempts, status_changed_at``: the
+    sensor reads this every few seconds, so no payloads."""
     if limit <= 0:
         return []
-    ids: list[int] = []
+    now = now or _now()
+    columns = (inbox.c.id, inbox.c.attempts, inbox.c.status_changed_at)
+    rows: list[sa.Row] = []
     # One bounded, index-ordered scan per status instead of an OR, which no planner can serve from
-    # the (status, id) index in id order; the two short lists are merged here.
+    # the (connection, status, id) index in id order; the two short lists are merged here.
     for status_clause in (
         inbox.c.status == "pending",
         sa.and_(inbox.c.status == "failed", inbox.c.attempts < max_attempts),
     ):
-        query = sa.select(inbox.c.id).where(status_clause)
-        if after_id is not None:
-            query = query.where(inbox.c.id > after_id)
+        query = sa.select(*columns).where(status_clause)
         if connection is not None:
             query = query.where(inbox.c.connection == connection)
-        ids.extend(conn.execute(query.order_by(inbox.c.id).limit(limit)).scalars())
-    return get_events(conn, sorted(ids)[:limit])
+        if after_id is not None:
+            query = query.where(inbox.c.id > after_id)
+        rows.extend(conn.execute(query.order_by(inbox.c.id).limit(limit)).all())
+    due = [
+        r for r in rows if r.attempts == 0 or r.status_changed_at + retry_delay(r.attempts) <= now
+    ]
+    return sorted(due, key=lambda r: r.id)[:limit]
 
 
 def get_events(conn: sa.Connection, ids: Iterable[int]) -> list[sa.Row]:

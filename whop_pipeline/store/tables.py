@@ -160,7 +160,8 @@ webhook_inbox = sa.Table(
     sa.Column("run_id", sa.String(64)),
     sa.Column("status_changed_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("connection", "webhook_id"),
-    sa.Index(None, "status", "id"),
+    # Every read is "this connection's rows in this status, oldest first".
+    sa.Index(None, "connection", "status", "id"),
 )
 
 INBOX_STATUSES = ("pending", "processing", "done", "failed", "dead")

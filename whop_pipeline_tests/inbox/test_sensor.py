@@ -11,7 +11,6 @@ from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._core.utils import make_new_run_id
 
 from whop_pipeline.inbox import store
-from whop_pipeline.inbox.processing import retry_delay
 from whop_pipeline.inbox.sensor import (
     BATCH_SIZE,
     RELAUNCH_AFTER,
@@ -86,7 +85,7 @@ def test_a_failed_row_comes_back_after_its_back_off_under_a_new_key(sqlite_url):
         store.claim(conn, [row], "k1")
         store.mark_failed(conn, [row], "Twenty unavailable")
     assert isinstance(evaluate(sqlite_url), dg.SkipReason)  # backing off
-    waited = dt.datetime.now(dt.UTC) - retry_delay(1) - dt.timedelta(seconds=1)
+    waited = dt.datetime.now(dt.UTC) - store.retry_delay(1) - dt.timedelta(seconds=1)
     with engine.begin() as conn:
         conn.execute(sa.update(store.inbox).values(status_changed_at=waited))
     retried = evaluate(sqlite_url).run_requests[0]

@@ -93,7 +93,9 @@ def upgrade() -> None:
         sa.Column("status_changed_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("connection", "webhook_id", name="uq_webhook_inbox_connection_webhook_id"),
     )
-    op.create_index("ix_webhook_inbox_status_id", "webhook_inbox", ["status", "id"])
+    op.create_index(
+        "ix_webhook_inbox_connection_status_id", "webhook_inbox", ["connection", "status", "id"]
+    )
 
 
 def downgrade() -> None:
