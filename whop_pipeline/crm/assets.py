@@ -8,15 +8,11 @@ import pandas as pd
 from whop_pipeline.crm import from_mirror
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.whop.assets import whop_members, whop_memberships, whop_payments, whop_products
-from whop_pipeline.whop.partitions import daily_partitions, partition_window
+from whop_pipeline.whop.partitions import DAILY, partition_window
 
 CRM_IO_MANAGER = "crm_io_manager"
 
 transform = {"group_name": "crm", "kinds": {"pandas"}, "io_manager_key": CRM_IO_MANAGER}
-partitioned = {
-    "partitions_def": daily_partitions,
-    "backfill_policy": dg.BackfillPolicy.single_run(),
-}
 
 
 def _row_count(context: dg.AssetExecutionContext, frame: pd.DataFrame, **extra: int) -> None:
@@ -49,7 +45,7 @@ def crm_products(context: dg.AssetExecutionContext, pipeline_db: PipelineDatabas
     return products
 
 
-@dg.asset(deps=[whop_memberships, whop_members], **transform, **partitioned)
+@dg.asset(deps=[whop_memberships, whop_members], **transform, **DAILY)
 def crm_opportunities(
     context: dg.AssetExecutionContext, pipeline_db: PipelineDatabase
 ) -> pd.DataFrame:
@@ -63,7 +59,7 @@ def crm_opportunities(
     return opportunities
 
 
-@dg.asset(deps=[whop_payments, whop_products], **transform, **partitioned)
+@dg.asset(deps=[whop_payments, whop_products], **transform, **DAILY)
 def crm_notes(context: dg.AssetExecutionContext, pipeline_db: PipelineDatabase) -> pd.DataFrame:
     """One Note per payment created in the partitions, titled with status, amount and product."""
     with pipeline_db.engine().connect() as conn:
@@ -74,7 +70,7 @@ def crm_notes(context: dg.AssetExecutionContext, pipeline_db: PipelineDatabase) 
     return notes
 
 
-@dg.asset(deps=[whop_payments], **transform, **partitioned)
+@dg.asset(deps=[whop_payments], **transform, **DAILY)
 def crm_note_targets(
     context: dg.AssetExecutionContext, pipeline_db: PipelineDatabase
 ) -> pd.DataFrame:

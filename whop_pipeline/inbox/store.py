@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from whop_pipeline.inbox.events import InboxEvent
+from whop_pipeline.store.database import upsert_statement
 from whop_pipeline.store.tables import INBOX_STATUSES, webhook_inbox
 
 MAX_ATTEMPTS = 5
@@ -49,15 +49,6 @@ class NewEvent:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _insert(conn: sa.Connection):
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(inbox)
-    if dialect == "sqlite":
-        return sqlite.insert(inbox)
-    raise NotImplementedError(f"the pipeline database supports SQLite and Postgres, not {dialect}")
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -97,7 +88,7 @@ def store_events(conn: sa.Connection, items: Sequence[NewEvent]) -> list[bool]:
     # RETURNING ("insertmanyvalues"). A .values([...]) literal instead compiled every row's
     # parameters and cost ~0.8 ms of CPU per row.
     statement = (
-        _insert(conn)
+        upsert_statement(conn, inbox)
         .on_conflict_do_nothing(index_elements=["connection", "webhook_id"])
         .returning(inbox.c.connection, inbox.c.webhook_id)
     )

@@ -10,8 +10,19 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def upsert_statement(conn: sa.Connection, table: sa.Table):
+    """``INSERT`` with ``ON CONFLICT`` support for the connection's backend (SQLite or Postgres)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the pipeline database supports SQLite and Postgres, not {dialect}")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

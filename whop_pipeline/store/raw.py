@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from whop_pipeline.store.database import upsert_statement
 from whop_pipeline.store.tables import RAW_TABLES
 
 
@@ -48,15 +48,6 @@ class UpsertCounts:
     @property
     def written(self) -> int:
         return self.inserted + self.updated
-
-
-def _insert(engine: sa.Engine, table: sa.Table):
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"the pipeline database supports SQLite and Postgres, not {dialect}")
 
 
 def upsert_raw(
@@ -117,7 +108,7 @@ def upsert_raw(
             }
         )
     if rows:
-        statement = _insert(conn.engine, table)
+        statement = upsert_statement(conn, table)
         excluded = statement.excluded
         update_columns = {
             c.name: excluded[c.name] for c in table.columns if c.name not in ("connection", "id")

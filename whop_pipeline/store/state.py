@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from whop_pipeline.store.database import upsert_statement
 from whop_pipeline.store.tables import sync_errors, sync_state
 
 CHUNK = 500
@@ -21,10 +21,6 @@ class SyncedRecord:
     source_key: str
     twenty_id: str
     content_hash: str
-
-
-def _insert(conn: sa.Connection, table: sa.Table):
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -57,7 +53,7 @@ def write_state(
     if not records:
         return
     now = dt.datetime.now(dt.UTC)
-    statement = _insert(conn, sync_state)
+    statement = upsert_statement(conn, sync_state)
     statement = statement.on_conflict_do_update(
         index_elements=["connection", "object_name", "source_key"],
         set_={
@@ -92,7 +88,7 @@ def record_error(
 ) -> None:
     """Open (or re-open) the error of one row; ``attempts`` counts consecutive failures."""
     now = dt.datetime.now(dt.UTC)
-    statement = _insert(conn, sync_errors).values(
+    statement = upsert_statement(conn, sync_errors).values(
         connection=connection,
         object_name=object_name,
         source_key=source_key,

@@ -9,7 +9,7 @@ from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.resource import TwentyResource
 from whop_pipeline.twenty.schema import missing_schema
 from whop_pipeline.twenty.upserter import LoadCounts
-from whop_pipeline.whop.partitions import daily_partitions
+from whop_pipeline.whop.partitions import DAILY
 
 # Every step that spends the workspace's rate limit runs alone across runs (dagster.yaml sets the
 # pool limit); the client's own limiter paces the calls within a step.
@@ -22,10 +22,6 @@ class LoadConfig(dg.Config):
 
 
 load = {"group_name": "twenty", "kinds": {"twenty"}, "pool": TWENTY_POOL}
-partitioned = {
-    "partitions_def": daily_partitions,
-    "backfill_policy": dg.BackfillPolicy.single_run(),
-}
 
 
 @dg.asset(**load)
@@ -121,7 +117,7 @@ def twenty_products(
     return _result(session, len(crm_products), {"": session.products(crm_products)})
 
 
-@dg.asset(deps=[twenty_schema, twenty_people], **load, **partitioned)
+@dg.asset(deps=[twenty_schema, twenty_people], **load, **DAILY)
 def twenty_opportunities(
     context: dg.AssetExecutionContext,
     config: LoadConfig,
@@ -140,7 +136,7 @@ def twenty_opportunities(
     )
 
 
-@dg.asset(deps=[twenty_schema, twenty_people, twenty_opportunities], **load, **partitioned)
+@dg.asset(deps=[twenty_schema, twenty_people, twenty_opportunities], **load, **DAILY)
 def twenty_notes(
     context: dg.AssetExecutionContext,
     config: LoadConfig,

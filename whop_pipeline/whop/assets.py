@@ -9,12 +9,13 @@ from whop_pipeline.store.raw import count_raw
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.whop.client import WhopClient
 from whop_pipeline.whop.mirror import ExtractStats, copy_listing
-from whop_pipeline.whop.partitions import WINDOW_OVERLAP, daily_partitions, partition_window
+from whop_pipeline.whop.partitions import DAILY, WINDOW_OVERLAP, partition_window
 from whop_pipeline.whop.resource import WhopResource
 
 # Steps that spend the Whop key's rate limit run one at a time across runs.
 WHOP_POOL = "whop_api"
 PROGRESS_EVERY_PAGES = 20
+extract = {"group_name": "whop", "kinds": {"whop", "sql"}, "pool": WHOP_POOL}
 
 
 def _progress(context: dg.AssetExecutionContext, resource: str):
@@ -76,7 +77,7 @@ def _extract(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(group_name="whop", kinds={"whop", "sql"}, pool=WHOP_POOL)
+@dg.asset(**extract)
 def whop_members(
     context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
 ) -> dg.MaterializeResult:
@@ -84,7 +85,7 @@ def whop_members(
     return _extract(context, whop, pipeline_db, [("members", "members")])
 
 
-@dg.asset(group_name="whop", kinds={"whop", "sql"}, pool=WHOP_POOL)
+@dg.asset(**extract)
 def whop_products(
     context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
 ) -> dg.MaterializeResult:
@@ -92,13 +93,7 @@ def whop_products(
     return _extract(context, whop, pipeline_db, [("products", "products"), ("variants", "plans")])
 
 
-@dg.asset(
-    group_name="whop",
-    kinds={"whop", "sql"},
-    pool=WHOP_POOL,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
+@dg.asset(**extract, **DAILY)
 def whop_memberships(
     context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
 ) -> dg.MaterializeResult:
@@ -108,13 +103,7 @@ def whop_memberships(
     )
 
 
-@dg.asset(
-    group_name="whop",
-    kinds={"whop", "sql"},
-    pool=WHOP_POOL,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
+@dg.asset(**extract, **DAILY)
 def whop_payments(
     context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
 ) -> dg.MaterializeResult:

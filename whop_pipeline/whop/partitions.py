@@ -20,6 +20,11 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 
 
+# Every daily-partitioned asset takes these: one run covers any range of days, so a backfill of a
+# year is one run (a month of raw JSON in memory at a time), not 365 process start-ups.
+DAILY = {"partitions_def": daily_partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
+
+
 def partition_window(context: dg.AssetExecutionContext) -> tuple[dt.datetime, dt.datetime]:
     """The run's [start, end) in UTC: one day, or the whole range of a single-run backfill."""
     window = context.partition_time_window
