@@ -6,10 +6,11 @@ UV := python3 -m uv
 NEED_UV := 1
 endif
 
-# Dagster instance for local use: SQLite under .dagster, configured by ./dagster.yaml (linked in).
-export DAGSTER_HOME ?= $(CURDIR)/.dagster
+# Dagster instance for the demo and the UI: SQLite under .dagster, configured by ./dagster.yaml
+# (linked in). Tests use throwaway instances of their own.
+DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: install demo test dev check lint format bench sandbox clean
+.PHONY: install home demo test dev check lint format bench sandbox clean
 
 install:
 ifdef NEED_UV
@@ -17,21 +18,22 @@ ifdef NEED_UV
 endif
 	$(UV) sync --frozen
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# Link ./dagster.yaml into the instance folder, unless that folder already has its own config.
+home:
 	mkdir -p $(DAGSTER_HOME)
-	ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	test -e $(DAGSTER_HOME)/dagster.yaml || ln -s $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 ## demo: sandbox servers + full sync + webhooks, then print what landed in the CRM
-demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(UV) run --frozen whop-pipeline demo
+demo: install home
+	DAGSTER_HOME=$(DAGSTER_HOME) $(UV) run --frozen whop-pipeline demo
 
 ## test: the whole suite (Postgres tests need 127.0.0.1:5432; with CI=true they must run)
 test: install
 	$(UV) run --frozen pytest
 
 ## dev: the Dagster UI and daemon on http://127.0.0.1:3000
-dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(UV) run --frozen dg dev
+dev: install home
+	DAGSTER_HOME=$(DAGSTER_HOME) $(UV) run --frozen dg dev
 
 check: install
 	$(UV) run --frozen dg check defs

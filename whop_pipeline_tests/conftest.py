@@ -19,6 +19,8 @@ import sqlalchemy as sa
 # of them would dominate the suite's time. Set before any pipeline module reads it.
 TEST_START_DATE = dt.date.today() - dt.timedelta(days=35)
 os.environ.setdefault("WHOP_SYNC_START_DATE", TEST_START_DATE.isoformat())
+# Tests never touch a real Dagster instance: each makes a throwaway one.
+os.environ.pop("DAGSTER_HOME", None)
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
