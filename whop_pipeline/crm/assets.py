@@ -63,7 +63,7 @@ def crm_opportunities(
 def crm_notes(context: dg.AssetExecutionContext, pipeline_db: PipelineDatabase) -> pd.DataFrame:
     """One Note per payment created in the partitions, titled with status, amount and product."""
     with pipeline_db.engine().connect() as conn:
-        notes, _ = from_mirror.notes(
+        notes = from_mirror.notes(
             conn, pipeline_db.connection_name, window=partition_window(context)
         )
     _row_count(context, notes)
@@ -76,7 +76,7 @@ def crm_note_targets(
 ) -> pd.DataFrame:
     """Links from each payment's Note to its Person and, with a membership, its Opportunity."""
     with pipeline_db.engine().connect() as conn:
-        _, targets = from_mirror.notes(
+        targets = from_mirror.note_targets(
             conn, pipeline_db.connection_name, window=partition_window(context)
         )
     kinds = targets["_target_kind"].value_counts().to_dict()

@@ -5,31 +5,24 @@ webhook run's affected objects). The frames themselves come from the pure functi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
 
 from whop_pipeline.crm import frames
 from whop_pipeline.crm.mapping import member_person_key
-from whop_pipeline.store.raw import read_raw
+from whop_pipeline.store.raw import iter_raw, read_raw
 from whop_pipeline.store.tables import raw_members, raw_payments
 
-# Long ranges (a reconcile, a backfill) are read a month at a time: memory holds one month of raw
-# JSON plus the frames, which are far smaller than the JSON they come from.
-READ_CHUNK = dt.timedelta(days=31)
+# Long ranges (a reconcile, a backfill) are read a few thousand rows at a time: memory holds one
+# chunk of raw JSON plus the frames, which are far smaller than the JSON they come from.
+READ_CHUNK = 5_000
 
 Window = tuple[dt.datetime, dt.datetime]
 
 
-def _chunks(window: Window) -> Iterator[Window]:
-    start, end = window
-    while start < end:
-        yield start, min(end, start + READ_CHUNK)
-        start += READ_CHUNK
-
-
-def _by_window_or_ids(
+def _payloads(
     conn: sa.Connection,
     kind: str,
     connection: str,
@@ -40,8 +33,13 @@ def _by_window_or_ids(
         yield read_raw(conn, kind, connection, ids=ids)
         return
     assert window is not None, "give a window or ids"
-    for lo, hi in _chunks(window):
-        yield read_raw(conn, kind, connection, created_from=lo, created_to=hi)
+    yield from iter_raw(
+        conn, kind, connection, created_from=window[0], created_to=window[1], chunk=READ_CHUNK
+    )
+
+
+def _concat(parts: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(parts, ignore_index=True) if parts else empty
 
 
 def people(
@@ -117,13 +115,9 @@ def opportunities(
     names = frames.person_names(read_raw(conn, "members", connection))
     parts = [
         frames.opportunities_frame(memberships, names, connection)
-        for memberships in _by_window_or_ids(conn, "memberships", connection, window, ids)
+        for memberships in _payloads(conn, "memberships", connection, window, ids)
     ]
-    return (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else frames.opportunities_frame([], {}, connection)
-    )
+    return _concat(parts, frames.opportunities_frame([], {}, connection))
 
 
 def notes(
@@ -132,13 +126,54 @@ def notes(
     *,
     window: Window | None = None,
     ids: Collection[str] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Notes and their targets, for payments in ``window`` or with ``ids``."""
+) -> pd.DataFrame:
+    """Notes for payments in ``window`` or with ``ids``."""
     titles = {p["id"]: p.get("title") or p["id"] for p in read_raw(conn, "products", connection)}
-    note_parts, target_parts = [], []
-    for payments in _by_window_or_ids(conn, "payments", connection, window, ids):
-        note_parts.append(frames.notes_frame(payments, titles, connection))
-        target_parts.append(frames.note_targets_frame(payments, connection))
-    if not note_parts:
-        return frames.notes_frame([], {}, connection), frames.note_targets_frame([], connection)
-    return pd.concat(note_parts, ignore_index=True), pd.concat(target_parts, ignore_index=True)
+    parts = [
+        frames.notes_frame(payments, titles, connection)
+        for payments in _payloads(conn, "payments", connection, window, ids)
+    ]
+    return _concat(parts, frames.notes_frame([], {}, connection))
+
+
+_TARGET_COLUMNS = ("id", "created_at", "user_id", "member_id", "membership_id")
+
+
+def note_targets(
+    conn: sa.Connection,
+    connection: str,
+    *,
+    window: Window | None = None,
+    ids: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """Note targets for payments in ``window`` or with ``ids``. Everything a target needs is in the
+    mirror's link columns, so no payment JSON is parsed."""
+    if ids is not None:
+        payments = read_raw(conn, "payments", connection, ids=ids)
+        return frames.note_targets_frame(payments, connection)
+    assert window is not None, "give a window or ids"
+    parts = [
+        frames.note_targets_frame([_row_fields(row) for row in rows], connection)
+        for rows in iter_raw(
+            conn,
+            "payments",
+            connection,
+            created_from=window[0],
+            created_to=window[1],
+            chunk=READ_CHUNK * 4,
+            columns=_TARGET_COLUMNS,
+        )
+    ]
+    return _concat(parts, frames.note_targets_frame([], connection))
+
+
+def _row_fields(row: Sequence) -> dict:
+    """The payment fields ``note_targets_frame`` reads, from the mirror's columns."""
+    payment_id, created_at, user_id, member_id, membership_id = row
+    return {
+        "id": payment_id,
+        "created_at": created_at.isoformat(),
+        "user": {"id": user_id} if user_id else None,
+        "member_id": member_id,
+        "membership_id": membership_id,
+    }

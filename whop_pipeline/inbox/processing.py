@@ -59,7 +59,10 @@ def push_affected(
             else None
         )
         notes = (
-            from_mirror.notes(conn, connection, ids=affected.payments)
+            (
+                from_mirror.notes(conn, connection, ids=affected.payments),
+                from_mirror.note_targets(conn, connection, ids=affected.payments),
+            )
             if affected.payments
             else None
         )

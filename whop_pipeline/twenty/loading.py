@@ -4,7 +4,7 @@ it, so a webhook lands through exactly the same code as a scheduled sync."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -14,6 +14,12 @@ from whop_pipeline.twenty import records
 from whop_pipeline.twenty.client import TwentyClient
 from whop_pipeline.twenty.models import Capabilities
 from whop_pipeline.twenty.upserter import LoadCounts, TwentyUpserter, stored_retries, synced_ids
+
+# Rows prepared and planned at a time: memory holds one chunk of records, not the whole frame. A
+# multiple of the batch maximum, so chunk boundaries cost no extra call.
+LOAD_CHUNK = 10_000
+
+Prepare = Callable[[list[dict]], tuple[list[records.PreparedRow], list[records.DeferredRow]]]
 
 
 @dataclass
@@ -58,23 +64,38 @@ class TwentyLoad:
             log=self.log,
         )
 
-    def _rows(self, frame: pd.DataFrame, plural: str) -> list[dict]:
-        rows = records.frame_rows(frame)
-        if not self.retry_failed:
-            return rows
-        return records.merge_retries(rows, stored_retries(self.engine, self.connection, plural))
+    def _chunks(self, frame: pd.DataFrame, plural: str) -> Iterator[list[dict]]:
+        """The frame's rows a chunk at a time, then the stored source rows of earlier failures that
+        this frame does not cover (a rejected or deferred row is retried by the next load)."""
+        for start in range(0, len(frame), LOAD_CHUNK):
+            yield records.frame_rows(frame.iloc[start : start + LOAD_CHUNK])
+        if self.retry_failed:
+            present = set(frame["_key"]) if len(frame) else set()
+            retries = [
+                row
+                for row in stored_retries(self.engine, self.connection, plural)
+                if row.get("_key") not in present
+            ]
+            if retries:
+                yield retries
 
-    def _run(
-        self, label: str, upserter: TwentyUpserter, rows: list[records.PreparedRow]
-    ) -> LoadCounts:
-        changed = upserter.plan(rows)
+    def _load(self, label: str, singular: str, frame: pd.DataFrame, prepare: Prepare) -> LoadCounts:
+        """Prepare, diff and send one object's frame, a chunk at a time."""
+        upserter = self._upserter(label, singular)
+        for rows in self._chunks(frame, label):
+            ready, waiting = prepare(rows)
+            if self.dry_run:
+                changed = upserter.plan(ready)
+                created = sum(1 for row in changed if not upserter.was_synced(row.key))
+                upserter.counts.created += created
+                upserter.counts.updated += len(changed) - created
+                upserter.counts.deferred += len(waiting)
+            else:
+                upserter.defer(waiting)
+                upserter.feed(ready)
+        counts = upserter.counts if self.dry_run else upserter.flush()
         if self.dry_run:
-            self.log(f"dry run: {len(changed)} {upserter.plural} would be written")
-            counts = upserter.counts
-            counts.created = sum(1 for row in changed if not upserter.was_synced(row.key))
-            counts.updated = len(changed) - counts.created
-        else:
-            counts = upserter.send(changed)
+            self.log(f"dry run: {counts.created + counts.updated} {label} would be written")
         self.outcome.counts[label] = counts
         return counts
 
@@ -84,38 +105,37 @@ class TwentyLoad:
     # --- one method per Twenty object, in dependency order -------------------------------------
 
     def people(self, frame: pd.DataFrame) -> LoadCounts:
-        rows = records.prepare_plain(self._rows(frame, "people"))
-        return self._run("people", self._upserter("people", "person"), rows)
+        return self._load("people", "person", frame, lambda rows: (records.prepare_plain(rows), []))
 
     def products(self, frame: pd.DataFrame) -> LoadCounts:
-        rows = records.prepare_plain(self._rows(frame, "whopProducts"))
-        return self._run("whopProducts", self._upserter("whopProducts", "whopProduct"), rows)
+        plain = lambda rows: (records.prepare_plain(rows), [])  # noqa: E731
+        return self._load("whopProducts", "whopProduct", frame, plain)
 
     def opportunities(self, frame: pd.DataFrame) -> LoadCounts:
-        source = self._rows(frame, "opportunities")
-        person_ids = self.ids("people", [r["_person_key"] for r in source if r.get("_person_key")])
-        rows, unlinked = records.prepare_opportunities(source, person_ids)
-        self.outcome.unlinked_opportunities += unlinked
-        return self._run("opportunities", self._upserter("opportunities", "opportunity"), rows)
+        def prepare(rows: list[dict]):
+            keys = [r["_person_key"] for r in rows if r.get("_person_key")]
+            ready, unlinked = records.prepare_opportunities(rows, self.ids("people", keys))
+            self.outcome.unlinked_opportunities += unlinked
+            return ready, []
+
+        return self._load("opportunities", "opportunity", frame, prepare)
 
     def notes(self, notes: pd.DataFrame, targets: pd.DataFrame) -> tuple[LoadCounts, LoadCounts]:
         """Notes first, then their targets: a target needs its note, person and opportunity."""
-        note_rows = records.prepare_notes(self._rows(notes, "notes"), self.caps)
-        note_counts = self._run("notes", self._upserter("notes", "note"), note_rows)
-
-        source = self._rows(targets, "noteTargets")
-        by_kind: dict[str, list[str]] = {}
-        for row in source:
-            by_kind.setdefault(row["_target_kind"], []).append(row["_target_key"])
-        ready, waiting = records.prepare_note_targets(
-            source,
-            self.caps,
-            person_ids=self.ids("people", by_kind.get("person", [])),
-            opportunity_ids=self.ids("opportunities", by_kind.get("opportunity", [])),
-            note_ids=self.ids("notes", {row["_note_key"] for row in source}),
+        note_counts = self._load(
+            "notes", "note", notes, lambda rows: (records.prepare_notes(rows, self.caps), [])
         )
-        upserter = self._upserter("noteTargets", "noteTarget")
-        if not self.dry_run:
-            upserter.defer(waiting)
-        target_counts = self._run("noteTargets", upserter, ready)
-        return note_counts, target_counts
+
+        def prepare_targets(rows: list[dict]):
+            by_kind: dict[str, list[str]] = {}
+            for row in rows:
+                by_kind.setdefault(row["_target_kind"], []).append(row["_target_key"])
+            return records.prepare_note_targets(
+                rows,
+                self.caps,
+                person_ids=self.ids("people", by_kind.get("person", [])),
+                opportunity_ids=self.ids("opportunities", by_kind.get("opportunity", [])),
+                note_ids=self.ids("notes", {row["_note_key"] for row in rows}),
+            )
+
+        return note_counts, self._load("noteTargets", "noteTarget", targets, prepare_targets)

@@ -66,12 +66,6 @@ def prepared(key: str, record: dict[str, Any], source: Row) -> PreparedRow:
     return PreparedRow(key=key, record=record, digest=content_hash(record), source=source)
 
 
-def merge_retries(rows: list[Row], retries: Iterable[Row]) -> list[Row]:
-    """Frame rows plus stored sources of earlier failures that this frame does not cover."""
-    present = {row["_key"] for row in rows}
-    return rows + [row for row in retries if row.get("_key") not in present]
-
-
 def prepare_plain(rows: Iterable[Row]) -> list[PreparedRow]:
     """Objects with no relations to resolve: people, products."""
     return [prepared(row["_key"], unflatten(row), row) for row in rows]

@@ -44,6 +44,9 @@ class TwentyUpserter:
     ``unique_paths`` are the fields the server matches on besides ``id`` (e.g.
     ``emails.primaryEmail``, ``whopUserId``): two rows sharing one in a single call would fail the
     whole call, so such rows wait for the next batch.
+
+    Rows can be fed in chunks (``feed``, then ``flush``): every full batch is sent as soon as it
+    fills, so memory holds a chunk at a time and batches stay full across chunk boundaries.
     """
 
     def __init__(
@@ -66,14 +69,16 @@ class TwentyUpserter:
         self.log = log or (lambda _message: None)
         self.counts = LoadCounts()
         self._previous: dict[str, state.SyncedRecord] = {}
+        self._pending: deque[PreparedRow] = deque()
+        self._sent = 0
 
     # --- planning -------------------------------------------------------------------------------
 
     def plan(self, rows: Sequence[PreparedRow]) -> list[PreparedRow]:
         """The rows whose content differs from what was last written (the rest count unchanged)."""
         with self.engine.connect() as conn:
-            self._previous = state.read_state(
-                conn, self.connection, self.plural, [r.key for r in rows]
+            self._previous.update(
+                state.read_state(conn, self.connection, self.plural, [r.key for r in rows])
             )
         changed = []
         for row in rows:
@@ -106,35 +111,47 @@ class TwentyUpserter:
                 values.add((path, value.lower() if isinstance(value, str) else value))
         return values
 
-    def _batches(self, rows: Sequence[PreparedRow]):
-        pending = deque(rows)
-        while pending:
-            batch: list[PreparedRow] = []
-            seen: set[tuple[str, Any]] = set()
-            postponed: list[PreparedRow] = []
-            while pending and len(batch) < self.batch_size:
-                row = pending.popleft()
-                values = self._unique_values(row)
-                if values & seen:
-                    postponed.append(row)
-                    continue
-                seen |= values
-                batch.append(row)
-            pending.extendleft(reversed(postponed))
-            yield batch
+    def _next_batch(self) -> list[PreparedRow]:
+        """Up to ``batch_size`` pending rows, no two sharing a unique value (those wait)."""
+        batch: list[PreparedRow] = []
+        seen: set[tuple[str, Any]] = set()
+        postponed: list[PreparedRow] = []
+        while self._pending and len(batch) < self.batch_size:
+            row = self._pending.popleft()
+            values = self._unique_values(row)
+            if values & seen:
+                postponed.append(row)
+                continue
+            seen |= values
+            batch.append(row)
+        self._pending.extendleft(reversed(postponed))
+        return batch
+
+    def _drain(self, final: bool) -> None:
+        while self._pending and (final or len(self._pending) >= self.batch_size):
+            batch = self._next_batch()
+            self._send_batch(batch)
+            self._sent += len(batch)
+            self.log(f"{self.plural}: {self._sent} rows sent")
+
+    def feed(self, rows: Sequence[PreparedRow]) -> None:
+        """Plan ``rows``; send every full batch of changed rows now, keep the rest for later."""
+        self._pending.extend(self.plan(rows))
+        self._drain(final=False)
+
+    def flush(self) -> LoadCounts:
+        """Send what is still pending; returns the counts of the whole load."""
+        self._drain(final=True)
+        return self.counts
 
     def send(self, rows: Sequence[PreparedRow]) -> LoadCounts:
         """Send ``rows`` (already planned) and record each outcome."""
-        total = len(rows)
-        done = 0
-        for batch in self._batches(rows):
-            self._send_batch(batch)
-            done += len(batch)
-            self.log(f"{self.plural}: {done}/{total} rows sent")
-        return self.counts
+        self._pending.extend(rows)
+        return self.flush()
 
     def upsert(self, rows: Sequence[PreparedRow]) -> LoadCounts:
-        return self.send(self.plan(rows))
+        self.feed(rows)
+        return self.flush()
 
     def _send_batch(self, batch: list[PreparedRow]) -> None:
         if not batch:

@@ -56,12 +56,6 @@ def test_equal_content_has_equal_digest_whatever_the_order():
     assert a.digest == b.digest
 
 
-def test_merge_retries_prefers_the_fresh_frame_row():
-    fresh = [{"_key": "a", "v": 2}]
-    stored = [{"_key": "a", "v": 1}, {"_key": "b", "v": 1}]
-    assert records.merge_retries(fresh, stored) == [{"_key": "a", "v": 2}, {"_key": "b", "v": 1}]
-
-
 def test_opportunities_without_a_synced_person_are_sent_unlinked():
     rows = [
         {"_key": "mem_1", "_person_key": "user_1", "id": "o1", "name": "A"},

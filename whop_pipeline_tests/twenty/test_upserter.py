@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import httpx
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from whop_pipeline.crm import frames
+from whop_pipeline.crm import mapping as m
 from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.sandbox.twenty import create_twenty_app
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.tables import sync_errors
 from whop_pipeline.twenty.client import TwentyClient
+from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.records import prepared
 from whop_pipeline.twenty.schema import ensure_schema
 from whop_pipeline.twenty.upserter import TwentyUpserter
@@ -119,3 +123,50 @@ def test_a_rejected_row_is_isolated_recorded_and_retried(twenty_server, db_url):
     with get_engine(db_url).connect() as conn:
         error = conn.execute(sa.select(sync_errors)).one()
     assert error.resolved_at is not None and error.attempts == 2
+
+
+def test_a_deferred_row_is_retried_by_the_next_load_even_outside_its_frame(
+    twenty_server, sqlite_url
+):
+    """A note target waiting for its opportunity lands in a later load whose frame no longer holds
+    it (an incremental sync of other days): the stored source row is retried."""
+    emulator, _, client, _ = setup(twenty_server, sqlite_url)
+    caps, _ = ensure_schema(client)
+    engine = get_engine(sqlite_url)
+    load = lambda: TwentyLoad(client, caps, engine, connection="default", batch_size=200)  # noqa: E731
+    person = {"_key": "user_1", "name.firstName": "A", "name.lastName": "", "whopUserId": "user_1"}
+    opportunity = {
+        "_key": "mem_1",
+        "_day": "2026-01-01",
+        "_person_key": "user_1",
+        "id": m.opportunity_id("default", "mem_1"),
+        "name": "O",
+        "stage": "CUSTOMER",
+        "whopMembershipId": "mem_1",
+    }
+    payment = {
+        "id": "pay_1",
+        "created_at": "2026-01-02T00:00:00Z",
+        "user": {"id": "user_1"},
+        "membership_id": "mem_1",
+        "status": "paid",
+        "substatus": "succeeded",
+        "currency": "usd",
+        "total": {"amount": "1.00", "currency": "usd"},
+    }
+    first = load()
+    first.people(pd.DataFrame([person]))
+    _, targets = first.notes(
+        frames.notes_frame([payment], {}, "default"),
+        frames.note_targets_frame([payment], "default"),
+    )
+    assert (targets.created, targets.deferred) == (1, 1)  # the person link; the opportunity waits
+
+    second = load()
+    second.opportunities(pd.DataFrame([opportunity]))
+    _, targets = second.notes(
+        frames.notes_frame([], {}, "default"), frames.note_targets_frame([], "default")
+    )
+    assert (targets.created, targets.deferred) == (1, 0)
+    links = {t.get("targetOpportunityId") for t in emulator.dump()["noteTargets"]}
+    assert m.opportunity_id("default", "mem_1") in links

@@ -1,0 +1,1 @@
+"""Performance benchmarks of the pipeline against the local emulators (``python -m benchmarks``)."""
