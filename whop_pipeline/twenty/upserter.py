@@ -68,7 +68,10 @@ class TwentyUpserter:
         self.batch_size = batch_size
         self.log = log or (lambda _message: None)
         self.counts = LoadCounts()
-        self._previous: dict[str, state.SyncedRecord] = {}
+        # Keys of planned, not yet sent rows that were written before (an update, not a create).
+        # Only changed rows are kept, and each leaves once sent: memory follows the pending rows,
+        # not the size of the load.
+        self._synced_before: set[str] = set()
         self._pending: deque[PreparedRow] = deque()
         self._sent = 0
 
@@ -77,21 +80,21 @@ class TwentyUpserter:
     def plan(self, rows: Sequence[PreparedRow]) -> list[PreparedRow]:
         """The rows whose content differs from what was last written (the rest count unchanged)."""
         with self.engine.connect() as conn:
-            self._previous.update(
-                state.read_state(conn, self.connection, self.plural, [r.key for r in rows])
-            )
+            previous = state.read_state(conn, self.connection, self.plural, [r.key for r in rows])
         changed = []
         for row in rows:
-            previous = self._previous.get(row.key)
-            if previous is not None and previous.content_hash == row.digest:
+            before = previous.get(row.key)
+            if before is not None and before.content_hash == row.digest:
                 self.counts.unchanged += 1
-            else:
-                changed.append(row)
+                continue
+            changed.append(row)
+            if before is not None:
+                self._synced_before.add(row.key)
         return changed
 
     def was_synced(self, key: str) -> bool:
         """Whether ``key`` had been written before this load (known once ``plan`` has run)."""
-        return key in self._previous
+        return key in self._synced_before
 
     def defer(self, rows: Sequence[DeferredRow]) -> None:
         with self.engine.begin() as conn:
@@ -186,12 +189,11 @@ class TwentyUpserter:
             state.write_state(conn, self.connection, self.plural, synced)
             state.resolve_errors(conn, self.connection, self.plural, [r.key for r in batch])
         for row in batch:
-            if row.key in self._previous:
+            if row.key in self._synced_before:
                 self.counts.updated += 1
+                self._synced_before.discard(row.key)
             else:
                 self.counts.created += 1
-        for record in synced:
-            self._previous[record.source_key] = record
 
     def _reject(self, row: PreparedRow, error: TwentyBadRequest) -> None:
         reason = "; ".join(error.messages) or str(error)
