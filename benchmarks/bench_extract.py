@@ -17,7 +17,6 @@ peak RSS, and what a second run over the same data did (everything unchanged, th
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import time
@@ -311,15 +310,7 @@ def _timing_lines(s: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("tiny", "small", "large"), default="large")
-    parser.add_argument(
-        "--db-url",
-        help="pipeline database (default: SQLite in a temporary folder); a Postgres URL gets a "
-        "fresh schema, dropped afterwards",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the Postgres schema")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = common.sync_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     results = run(args.dataset, args.db_url, args.keep)
     common.emit(results, summary_lines(results), args.json)

@@ -21,7 +21,6 @@ order:
 
 from __future__ import annotations
 
-import argparse
 import collections
 import datetime as dt
 import os
@@ -433,18 +432,10 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=("tiny", "small", "large"), default="large")
-    parser.add_argument(
-        "--db-url",
-        help="pipeline database (default: SQLite in a temporary folder); a Postgres URL gets a "
-        "fresh schema, dropped afterwards",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the Postgres schema")
+    parser = common.sync_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--change", type=float, default=0.01, help="share of memberships to change (0.01)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     results = run(args.dataset, args.db_url, args.keep, args.change)
     common.emit(results, summary_lines(results), args.json)

@@ -8,6 +8,7 @@ whole dump of the emulators (hundreds of MB of JSON) is read in a short-lived wo
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
@@ -306,6 +307,20 @@ def twenty_live_counts(twenty_url: str) -> dict[str, int]:
 
 
 # --- API call arithmetic ----------------------------------------------------------------------
+
+
+def sync_parser(description: str) -> argparse.ArgumentParser:
+    """The options every sync benchmark takes: dataset, pipeline database, output format."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", choices=("tiny", "small", "large"), default="large")
+    parser.add_argument(
+        "--db-url",
+        help="pipeline database (default: SQLite in a temporary folder); a Postgres URL gets a "
+        "fresh schema, dropped afterwards",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the Postgres schema")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
 
 
 def pages(rows: int, page: int) -> int:

@@ -99,34 +99,19 @@ def test_iter_raw_pages_every_row_once_in_order_even_when_created_at_ties(db_url
         for i in range(12)
     ]
     records.append(RawRecord("pay_late", T0 + dt.timedelta(days=9), T0, {"id": "pay_late"}))
+    first_day = {"created_from": T0, "created_to": T0 + dt.timedelta(days=1)}
     with get_engine(db_url).begin() as conn:
         upsert_raw(conn, "payments", "default", records)
-        pages = list(
-            iter_raw(
-                conn,
-                "payments",
-                "default",
-                created_from=T0,
-                created_to=T0 + dt.timedelta(days=1),
-                chunk=chunk,
-            )
-        )
-        ids = [payload["id"] for page in pages for payload in page]
-        assert ids == [f"pay_{i:02d}" for i in range(12)]
-        assert all(len(page) <= chunk for page in pages)
-        assert len(pages) == -(-12 // chunk)
-
+        pages = list(iter_raw(conn, "payments", "default", chunk=chunk, **first_day))
         columns = next(
-            iter_raw(
-                conn,
-                "payments",
-                "default",
-                created_from=T0,
-                created_to=T0 + dt.timedelta(days=1),
-                columns=("id", "created_at"),
-            )
+            iter_raw(conn, "payments", "default", columns=("id", "created_at"), **first_day)
         )
-        assert [row[0] for row in columns] == ids
+
+    ids = [payload["id"] for page in pages for payload in page]
+    assert ids == [f"pay_{i:02d}" for i in range(12)]
+    assert all(len(page) <= chunk for page in pages)
+    assert len(pages) == -(-12 // chunk)
+    assert [row[0] for row in columns] == ids
 
 
 def test_naive_datetimes_are_refused(sqlite_url):
