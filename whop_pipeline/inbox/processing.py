@@ -22,7 +22,6 @@ from whop_pipeline.inbox import store
 from whop_pipeline.inbox.apply import Affected, apply_events
 from whop_pipeline.settings import load_settings
 from whop_pipeline.store.database import get_engine
-from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.resource import TwentyResource
 from whop_pipeline.twenty.upserter import LoadCounts
 from whop_pipeline.whop.resource import WhopResource
@@ -66,18 +65,10 @@ def push_affected(
             if affected.payments
             else None
         )
-    with twenty.client(on_retry=log) as client:
-        caps, _ = twenty.capabilities(client, run_id)
-        # Webhook runs stay small and fast: the sync retries its own failed rows.
-        session = TwentyLoad(
-            client,
-            caps,
-            engine,
-            connection=connection,
-            batch_size=twenty.batch_size,
-            retry_failed=False,
-            log=log,
-        )
+    # Webhook runs stay small and fast: the sync retries its own failed rows.
+    with twenty.load_session(
+        run_id=run_id, engine=engine, connection=connection, log=log, retry_failed=False
+    ) as session:
         if len(people):
             session.people(people)
         if products is not None:

@@ -59,8 +59,9 @@ from starlette.routing import Route
 
 from whop_pipeline.inbox.events import MalformedEvent, decode_envelope
 from whop_pipeline.inbox.store import NewEvent, inbox
-from whop_pipeline.inbox.writer import InboxUnavailable, InboxWriter, engine_for
+from whop_pipeline.inbox.writer import InboxUnavailable, InboxWriter
 from whop_pipeline.settings import DEFAULT_CONNECTION, SettingsError, db_url_from_env
+from whop_pipeline.store.database import get_engine
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def create_receiver_app(
         return JSONResponse({"status": "stored" if inserted else "duplicate"})
 
     def database_ok() -> bool:
-        with engine_for(db_url).connect() as conn:
+        with get_engine(db_url).connect() as conn:
             conn.execute(sa.select(inbox.c.id).limit(1)).all()
         return True
 
@@ -283,7 +284,7 @@ def main(args: argparse.Namespace) -> int:
     db_url = db_url_from_env()
     shown_url = sa.make_url(db_url).render_as_string(hide_password=True)
     try:
-        engine_for(db_url)  # connect and migrate now: a wrong URL fails at start, not per delivery
+        get_engine(db_url)  # connect and migrate now: a wrong URL fails at start, not per delivery
     except Exception as exc:
         print(
             f"whop-pipeline: cannot open the pipeline database {shown_url}: {type(exc).__name__}",

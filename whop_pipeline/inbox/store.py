@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from whop_pipeline.inbox.events import InboxEvent
-from whop_pipeline.store.database import upsert_statement
+from whop_pipeline.store.database import in_chunks, upsert_statement
 from whop_pipeline.store.tables import INBOX_STATUSES, webhook_inbox
 
 MAX_ATTEMPTS = 5
 ERROR_LIMIT = 2000  # characters of last_error kept
-CHUNK = 500  # ids per IN list / rows per INSERT: SQLite caps bound parameters
 
 # The states a run may still take a row out of (done and dead are final).
 _OPEN = ("pending", "processing", "failed")
@@ -49,11 +48,6 @@ class NewEvent:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _row(item: NewEvent) -> dict[str, Any]:
@@ -92,7 +86,7 @@ def store_events(conn: sa.Connection, items: Sequence[NewEvent]) -> list[bool]:
         .on_conflict_do_nothing(index_elements=["connection", "webhook_id"])
         .returning(inbox.c.connection, inbox.c.webhook_id)
     )
-    for chunk in _chunks(unique):
+    for chunk in in_chunks(unique):
         inserted = {
             (row.connection, row.webhook_id)
             for row in conn.execute(statement, [_row(items[i]) for i in chunk])
@@ -123,8 +117,9 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return RETRY_BASE * 2 ** max(0, attempts - 1)
 
 
-def _retryable(max_attempts: int) -> sa.ColumnElement[bool]:
-    return sa.or_(
+def _retryable_clauses(max_attempts: int) -> tuple[sa.ColumnElement[bool], ...]:
+    """Rows a run may claim: ``pending``, or ``failed`` with attempts left."""
+    return (
         inbox.c.status == "pending",
         sa.and_(inbox.c.status == "failed", inbox.c.attempts < max_attempts),
     )
@@ -149,10 +144,7 @@ def due_rows(
     rows: list[sa.Row] = []
     # One bounded, index-ordered scan per status instead of an OR, which no planner can serve from
     # the (connection, status, id) index in id order; the two short lists are merged here.
-    for status_clause in (
-        inbox.c.status == "pending",
-        sa.and_(inbox.c.status == "failed", inbox.c.attempts < max_attempts),
-    ):
+    for status_clause in _retryable_clauses(max_attempts):
         query = sa.select(*columns).where(status_clause)
         if connection is not None:
             query = query.where(inbox.c.connection == connection)
@@ -169,7 +161,7 @@ def get_events(conn: sa.Connection, ids: Iterable[int]) -> list[sa.Row]:
     """Whole rows for ``ids``, ordered by id (unknown ids are skipped)."""
     wanted = sorted(set(ids))
     rows: list[sa.Row] = []
-    for chunk in _chunks(wanted):
+    for chunk in in_chunks(wanted):
         query = sa.select(inbox).where(inbox.c.id.in_(chunk)).order_by(inbox.c.id)
         rows.extend(conn.execute(query).all())
     return rows
@@ -179,7 +171,7 @@ def _update_ids(
     conn: sa.Connection, ids: Iterable[int], where: sa.ColumnElement[bool], values: dict[str, Any]
 ) -> list[int]:
     changed: list[int] = []
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in in_chunks(sorted(set(ids))):
         statement = (
             sa.update(inbox)
             .where(inbox.c.id.in_(chunk), where)
@@ -207,7 +199,7 @@ def claim(
         "run_id": run_id,
         "status_changed_at": _now(),
     }
-    return _update_ids(conn, ids, _retryable(max_attempts), values)
+    return _update_ids(conn, ids, sa.or_(*_retryable_clauses(max_attempts)), values)
 
 
 def set_run_id(conn: sa.Connection, run_key: str, run_id: str) -> int:
@@ -221,13 +213,16 @@ def set_run_id(conn: sa.Connection, run_key: str, run_id: str) -> int:
     return conn.execute(statement).rowcount
 
 
+def _open(run_key: str | None) -> sa.ColumnElement[bool]:
+    """Rows not in a final state; with ``run_key``, only those claimed under it."""
+    where = inbox.c.status.in_(_OPEN)
+    return where if run_key is None else sa.and_(where, inbox.c.run_key == run_key)
+
+
 def mark_done(conn: sa.Connection, ids: Iterable[int], run_key: str | None = None) -> list[int]:
     """Mark rows applied. Final states are left alone; with ``run_key`` only rows claimed under it
     change. Returns the ids marked."""
-    where = inbox.c.status.in_(_OPEN)
-    if run_key is not None:
-        where = sa.and_(where, inbox.c.run_key == run_key)
-    return _update_ids(conn, ids, where, {"status": "done", "status_changed_at": _now()})
+    return _update_ids(conn, ids, _open(run_key), {"status": "done", "status_changed_at": _now()})
 
 
 _SECRETS = (
@@ -271,10 +266,7 @@ def mark_failed(
 ) -> list[int]:
     """Count a failed attempt: ``failed`` (retried by a later batch) or ``dead`` once attempts reach
     ``max_attempts``. ``last_error`` is truncated and redacted. Returns the ids changed."""
-    where = inbox.c.status.in_(_OPEN)
-    if run_key is not None:
-        where = sa.and_(where, inbox.c.run_key == run_key)
-    return _update_ids(conn, ids, where, _fail_values(clean_error(error), max_attempts))
+    return _update_ids(conn, ids, _open(run_key), _fail_values(clean_error(error), max_attempts))
 
 
 def release_stale(
@@ -288,17 +280,12 @@ def release_stale(
     that died: count the attempt and hand them back (``failed``, or ``dead`` at the limit, so an
     event that kills its run every time cannot loop forever). Returns the ids released."""
     cutoff = _now() - older_than if isinstance(older_than, dt.timedelta) else older_than
+    where = sa.and_(inbox.c.status == "processing", inbox.c.status_changed_at < cutoff)
     stale = list(
-        conn.execute(
-            sa.select(inbox.c.id)
-            .where(inbox.c.status == "processing", inbox.c.status_changed_at < cutoff)
-            .order_by(inbox.c.id)
-            .limit(limit)
-        ).scalars()
+        conn.execute(sa.select(inbox.c.id).where(where).order_by(inbox.c.id).limit(limit)).scalars()
     )
     if not stale:
         return []
-    where = sa.and_(inbox.c.status == "processing", inbox.c.status_changed_at < cutoff)
     error = f"released: its run did not finish (processing since before {cutoff.isoformat()})"
     return _update_ids(conn, stale, where, _fail_values(error, max_attempts))
 

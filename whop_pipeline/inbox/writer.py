@@ -127,7 +127,7 @@ class InboxWriter:
             return [exc] * len(batch)
 
     def _commit(self, items: Sequence[NewEvent]) -> list[bool]:
-        with engine_for(self.db_url).begin() as conn:
+        with get_engine(self.db_url).begin() as conn:
             return store_events(conn, items)
 
     @staticmethod
@@ -146,13 +146,3 @@ def _describe_db_error(exc: BaseException) -> str:
     its parameters (payloads), so it is not logged."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
-
-
-_ENGINE_LOCK = threading.Lock()
-
-
-def engine_for(db_url: str) -> sa.Engine:
-    """The process-wide engine for ``db_url``."""
-    # The first call migrates the schema: the writer and a health check must not do it twice at once.
-    with _ENGINE_LOCK:
-        return get_engine(db_url)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -13,6 +16,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Values per IN list (and rows per multi-row statement): SQLite caps bound parameters per statement,
+# and a huge IN list helps no planner.
+IN_CHUNK = 500
+
+
+def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """``values`` in slices of at most ``size``, for IN lists and batched statements."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def upsert_statement(conn: sa.Connection, table: sa.Table):
@@ -47,7 +59,7 @@ def create_db_engine(url: str) -> sa.Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def _alembic_config(connection: sa.Connection) -> Config:
+def _alembic_config(connection: sa.Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -55,9 +67,7 @@ def _alembic_config(connection: sa.Connection) -> Config:
 
 
 def head_revision() -> str:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
 
@@ -81,6 +91,12 @@ def _migrated_engine(url: str) -> sa.Engine:
     return engine
 
 
+_ENGINE_LOCK = threading.Lock()
+
+
 def get_engine(url: str) -> sa.Engine:
-    """A process-wide engine for ``url`` whose schema is at the latest migration."""
-    return _migrated_engine(url)
+    """A process-wide engine for ``url`` whose schema is at the latest migration. Thread-safe: the
+    first call migrates, and threads starting together (the receiver's writer and its health check,
+    a run's steps) must not migrate twice at once."""
+    with _ENGINE_LOCK:
+        return _migrated_engine(url)

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from whop_pipeline.store.database import upsert_statement
+from whop_pipeline.store.database import in_chunks, upsert_statement
 from whop_pipeline.store.tables import RAW_TABLES
 
 
@@ -143,9 +143,7 @@ def read_raw(
         if not id_list:
             return []
         payloads: list[dict[str, Any]] = []
-        # Chunked: SQLite caps bound parameters, and a huge IN list helps no planner.
-        for start in range(0, len(id_list), 500):
-            chunk = id_list[start : start + 500]
+        for chunk in in_chunks(id_list):
             payloads.extend(conn.execute(query.where(table.c.id.in_(chunk))).scalars())
         return payloads
     return list(conn.execute(query.order_by(table.c.created_at, table.c.id)).scalars())

@@ -10,10 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from whop_pipeline.store.database import upsert_statement
+from whop_pipeline.store.database import in_chunks, upsert_statement
 from whop_pipeline.store.tables import sync_errors, sync_state
-
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -21,11 +19,6 @@ class SyncedRecord:
     source_key: str
     twenty_id: str
     content_hash: str
-
-
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
 
 
 def read_state(
@@ -41,7 +34,7 @@ def read_state(
         wanted = sorted(set(keys))
         rows = [
             row
-            for chunk in _chunks(wanted)
+            for chunk in in_chunks(wanted)
             for row in conn.execute(query.where(sync_state.c.source_key.in_(chunk)))
         ]
     return {row.source_key: SyncedRecord(*row) for row in rows}
@@ -124,7 +117,7 @@ def resolve_errors(
     conn: sa.Connection, connection: str, object_name: str, keys: Sequence[str]
 ) -> None:
     now = dt.datetime.now(dt.UTC)
-    for chunk in _chunks(list(keys)):
+    for chunk in in_chunks(list(keys)):
         conn.execute(
             sa.update(sync_errors)
             .where(

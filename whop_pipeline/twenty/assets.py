@@ -56,17 +56,14 @@ def _session(
     config: LoadConfig,
     twenty: TwentyResource,
     pipeline_db: PipelineDatabase,
-) -> TwentyLoad:
-    client = twenty.client(on_retry=context.log.warning)
-    caps, _ = twenty.capabilities(client, context.run.run_id, create_missing=not config.dry_run)
-    return TwentyLoad(
-        client,
-        caps,
-        pipeline_db.engine(),
+):
+    return twenty.load_session(
+        run_id=context.run.run_id,
+        engine=pipeline_db.engine(),
         connection=pipeline_db.connection_name,
-        batch_size=twenty.batch_size,
-        dry_run=config.dry_run,
         log=context.log.info,
+        on_retry=context.log.warning,
+        dry_run=config.dry_run,
     )
 
 
@@ -87,7 +84,6 @@ def _result(
             "dry_run": session.dry_run,
         }
     )
-    session.client.close()
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -100,8 +96,8 @@ def twenty_people(
     crm_people: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """People upserted into Twenty, matched on whopUserId or email (existing contacts are linked)."""
-    session = _session(context, config, twenty, pipeline_db)
-    return _result(session, len(crm_people), {"": session.people(crm_people)})
+    with _session(context, config, twenty, pipeline_db) as session:
+        return _result(session, len(crm_people), {"": session.people(crm_people)})
 
 
 @dg.asset(deps=[twenty_schema], **load)
@@ -113,8 +109,8 @@ def twenty_products(
     crm_products: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Whop products upserted as whopProduct records, matched on whopProductId."""
-    session = _session(context, config, twenty, pipeline_db)
-    return _result(session, len(crm_products), {"": session.products(crm_products)})
+    with _session(context, config, twenty, pipeline_db) as session:
+        return _result(session, len(crm_products), {"": session.products(crm_products)})
 
 
 @dg.asset(deps=[twenty_schema, twenty_people], **load, **DAILY)
@@ -126,14 +122,14 @@ def twenty_opportunities(
     crm_opportunities: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Opportunities upserted by deterministic id and whopMembershipId, linked to their person."""
-    session = _session(context, config, twenty, pipeline_db)
-    counts = session.opportunities(crm_opportunities)
-    return _result(
-        session,
-        len(crm_opportunities),
-        {"": counts},
-        without_point_of_contact=session.outcome.unlinked_opportunities,
-    )
+    with _session(context, config, twenty, pipeline_db) as session:
+        counts = session.opportunities(crm_opportunities)
+        return _result(
+            session,
+            len(crm_opportunities),
+            {"": counts},
+            without_point_of_contact=session.outcome.unlinked_opportunities,
+        )
 
 
 @dg.asset(deps=[twenty_schema, twenty_people, twenty_opportunities], **load, **DAILY)
@@ -146,6 +142,6 @@ def twenty_notes(
     crm_note_targets: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Payment notes upserted by deterministic id, then their links to people and opportunities."""
-    session = _session(context, config, twenty, pipeline_db)
-    notes, targets = session.notes(crm_notes, crm_note_targets)
-    return _result(session, len(crm_notes), {"notes_": notes, "targets_": targets})
+    with _session(context, config, twenty, pipeline_db) as session:
+        notes, targets = session.notes(crm_notes, crm_note_targets)
+        return _result(session, len(crm_notes), {"notes_": notes, "targets_": targets})

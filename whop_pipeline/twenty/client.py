@@ -206,22 +206,3 @@ class TwentyClient:
                 f"POST /rest/batch/{plural}", 201, [f"unexpected response shape: {list(data)}"]
             )
         return result
-
-    def list_records(
-        self, plural: str, *, filter: str | None = None, limit: int = 200
-    ) -> list[dict[str, Any]]:
-        """Every record matching ``filter``, following cursors."""
-        records: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": limit}
-            if filter:
-                params["filter"] = filter
-            if cursor:
-                params["starting_after"] = cursor
-            body = self.request("GET", f"/rest/{plural}", params=params)
-            records.extend(body.get("data", {}).get(plural, []))
-            page_info = body.get("pageInfo") or {}
-            cursor = page_info.get("endCursor")
-            if not page_info.get("hasNextPage") or not cursor:
-                return records

@@ -3,14 +3,17 @@ discovered (and the schema ensured) once per run."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dagster as dg
+import sqlalchemy as sa
 from pydantic import Field
 
 from whop_pipeline.lib.http import RetryPolicy
 from whop_pipeline.twenty.client import TwentyClient
+from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.models import Capabilities
 from whop_pipeline.twenty.schema import SchemaReport, ensure_schema
 
@@ -57,3 +60,30 @@ class TwentyResource(dg.ConfigurableResource):
         with _lock:
             _capabilities[key] = caps
         return caps, report
+
+    @contextlib.contextmanager
+    def load_session(
+        self,
+        *,
+        run_id: str,
+        engine: sa.Engine,
+        connection: str,
+        log: Callable[[str], None],
+        on_retry: Callable[[str], None] | None = None,
+        dry_run: bool = False,
+        retry_failed: bool = True,
+    ) -> Iterator[TwentyLoad]:
+        """A ``TwentyLoad`` on a fresh client (closed on exit), with the run's capabilities; a dry
+        run creates no schema."""
+        with self.client(on_retry=on_retry or log) as client:
+            caps, _ = self.capabilities(client, run_id, create_missing=not dry_run)
+            yield TwentyLoad(
+                client,
+                caps,
+                engine,
+                connection=connection,
+                batch_size=self.batch_size,
+                dry_run=dry_run,
+                retry_failed=retry_failed,
+                log=log,
+            )
