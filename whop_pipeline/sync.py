@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from whop_pipeline.lib.instance import local_instance
 from whop_pipeline.settings import load_settings
 from whop_pipeline.whop.partitions import daily_partitions
 from whop_pipeline.whop.schedules import INCREMENTAL_DAYS, range_tags, trailing_keys
@@ -164,45 +164,37 @@ def run_sync(
     if dry_run:
         run_config["ops"] = {name: {"config": {"dry_run": True}} for name in LOAD_ASSETS}
     report = SyncReport(success=False, run_id=run_id, first_partition=first, last_partition=last)
-    own_instance = instance is None
-    if instance is None:
-        instance = (
-            dg.DagsterInstance.get()
-            if os.environ.get("DAGSTER_HOME")
-            else dg.DagsterInstance.ephemeral()
-        )
     printer(
         f"sync ({mode}{', dry run' if dry_run else ''}): partitions {first} … {last}, run {run_id}"
     )
     done = threading.Event()
     asset_names = {key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()}
-    watcher = threading.Thread(
-        target=_watch,
-        args=(instance, run_id, done, report, printer, asset_names),
-        daemon=True,
-    )
-    watcher.start()
-    try:
-        result = job.execute_in_process(
-            instance=instance,
-            run_id=run_id,
-            tags={**range_tags(first, last), "whop/sync": mode},
-            run_config=run_config,
-            raise_on_error=False,
+    with local_instance(instance) as instance:
+        watcher = threading.Thread(
+            target=_watch,
+            args=(instance, run_id, done, report, printer, asset_names),
+            daemon=True,
         )
-        report.success = result.success
-        if not result.success:
-            failures = [
-                e.event_specific_data.error.message.strip()  # type: ignore[union-attr]
-                for e in result.all_events
-                if e.event_type == dg.DagsterEventType.STEP_FAILURE
-            ]
-            report.error = "\n".join(failures) or "the run failed"
-    finally:
-        done.set()
-        watcher.join()
-        if own_instance:
-            instance.dispose()
+        watcher.start()
+        try:
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags={**range_tags(first, last), "whop/sync": mode},
+                run_config=run_config,
+                raise_on_error=False,
+            )
+            report.success = result.success
+            if not result.success:
+                failures = [
+                    e.event_specific_data.error.message.strip()  # type: ignore[union-attr]
+                    for e in result.all_events
+                    if e.event_type == dg.DagsterEventType.STEP_FAILURE
+                ]
+                report.error = "\n".join(failures) or "the run failed"
+        finally:
+            done.set()
+            watcher.join()
     return report
 
 

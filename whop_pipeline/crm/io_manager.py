@@ -46,7 +46,6 @@ class CrmFrameIOManager(dg.ConfigurableIOManager):
         folder = self._folder(context)
         if not context.has_asset_partitions:
             self._write(folder / "all.pkl", obj)
-            context.add_output_metadata({"dagster/row_count": len(obj)})
             return
         keys = set(context.asset_partition_keys)
         stray = set(obj[DAY_COLUMN].unique()) - keys if len(obj) else set()

@@ -139,13 +139,13 @@ def _complete_links(
     """Fetch the memberships of affected payments, then the members of affected memberships and
     payments, when the mirror lacks them."""
     now = dt.datetime.now(dt.UTC)
-    payments = _read(conn, "payments", connection, affected.payments)
+    payments = read_raw(conn, "payments", connection, ids=sorted(affected.payments))
     membership_ids = (p.get("membership_id") for p in payments)
     for membership_id in _missing(conn, connection, "memberships", membership_ids):
         if (membership := _fetch(whop, "memberships", membership_id)) is not None:
             _write(conn, connection, "memberships", membership, now, affected)
             affected.fetched += 1
-    memberships = _read(conn, "memberships", connection, affected.memberships)
+    memberships = read_raw(conn, "memberships", connection, ids=sorted(affected.memberships))
     member_ids = [m.get("member_id") for m in memberships] + [p.get("member_id") for p in payments]
     for member_id in _missing(conn, connection, "members", member_ids):
         if (member := _fetch(whop, "members", member_id)) is not None:
@@ -153,10 +153,6 @@ def _complete_links(
             affected.fetched += 1
     affected.person_keys |= {k for m in memberships if (k := membership_person_key(m))}
     affected.person_keys |= {k for p in payments if (k := payment_person_key(p))}
-
-
-def _read(conn: sa.Connection, table: str, connection: str, ids: set[str]) -> list[dict[str, Any]]:
-    return read_raw(conn, table, connection, ids=sorted(ids)) if ids else []
 
 
 def _fetch(whop: WhopClient, resource: str, object_id: str) -> WhopModel | None:

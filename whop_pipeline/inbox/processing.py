@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 from whop_pipeline.crm import from_mirror
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.apply import Affected, apply_events
+from whop_pipeline.lib.instance import local_instance
 from whop_pipeline.settings import load_settings
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.twenty.resource import TwentyResource
@@ -126,12 +126,6 @@ def process_batch(
 # --- whop-pipeline inbox process | status ------------------------------------------------------
 
 
-def _instance() -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
-
-
 def process_pending(
     batch_size: int = 500,
     *,
@@ -144,10 +138,8 @@ def process_pending(
 
     job = defs().resolve_job_def("whop_inbox_job")
     engine = get_engine(settings.db_url)
-    owned = instance is None
-    instance = instance or _instance()
     done = 0
-    try:
+    with local_instance(instance) as instance:
         while True:
             with engine.connect() as conn:
                 due = store.due_rows(conn, batch_size, connection=settings.connection.name)
@@ -170,9 +162,6 @@ def process_pending(
             printer(f"batch of {len(ids)}: {'ok' if result.success else 'FAILED'}, {marked} done")
             if not result.success:
                 break  # the rows are back as failed, with a back-off before their next attempt
-    finally:
-        if owned:
-            instance.dispose()
     return done
 
 

@@ -22,6 +22,11 @@ LOAD_CHUNK = 10_000
 Prepare = Callable[[list[dict]], tuple[list[records.PreparedRow], list[records.DeferredRow]]]
 
 
+def _plain(rows: list[dict]) -> tuple[list[records.PreparedRow], list[records.DeferredRow]]:
+    """Objects with no relations to resolve (people, products): nothing waits."""
+    return records.prepare_plain(rows), []
+
+
 @dataclass
 class LoadOutcome:
     counts: dict[str, LoadCounts] = field(default_factory=dict)
@@ -85,11 +90,7 @@ class TwentyLoad:
         for rows in self._chunks(frame, label):
             ready, waiting = prepare(rows)
             if self.dry_run:
-                changed = upserter.plan(ready)
-                created = sum(1 for row in changed if not upserter.was_synced(row.key))
-                upserter.counts.created += created
-                upserter.counts.updated += len(changed) - created
-                upserter.counts.deferred += len(waiting)
+                upserter.preview(ready, waiting)
             else:
                 upserter.defer(waiting)
                 upserter.feed(ready)
@@ -105,11 +106,10 @@ class TwentyLoad:
     # --- one method per Twenty object, in dependency order -------------------------------------
 
     def people(self, frame: pd.DataFrame) -> LoadCounts:
-        return self._load("people", "person", frame, lambda rows: (records.prepare_plain(rows), []))
+        return self._load("people", "person", frame, _plain)
 
     def products(self, frame: pd.DataFrame) -> LoadCounts:
-        plain = lambda rows: (records.prepare_plain(rows), [])  # noqa: E731
-        return self._load("whopProducts", "whopProduct", frame, plain)
+        return self._load("whopProducts", "whopProduct", frame, _plain)
 
     def opportunities(self, frame: pd.DataFrame) -> LoadCounts:
         def prepare(rows: list[dict]):

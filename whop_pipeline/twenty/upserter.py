@@ -92,9 +92,18 @@ class TwentyUpserter:
                 self._synced_before.add(row.key)
         return changed
 
-    def was_synced(self, key: str) -> bool:
-        """Whether ``key`` had been written before this load (known once ``plan`` has run)."""
-        return key in self._synced_before
+    def preview(self, ready: Sequence[PreparedRow], waiting: Sequence[DeferredRow]) -> None:
+        """Dry run: count what ``feed`` and ``defer`` would write, writing nothing."""
+        self._count_written(self.plan(ready))
+        self.counts.deferred += len(waiting)
+
+    def _count_written(self, rows: Sequence[PreparedRow]) -> None:
+        for row in rows:
+            if row.key in self._synced_before:
+                self.counts.updated += 1
+                self._synced_before.discard(row.key)
+            else:
+                self.counts.created += 1
 
     def defer(self, rows: Sequence[DeferredRow]) -> None:
         with self.engine.begin() as conn:
@@ -188,12 +197,7 @@ class TwentyUpserter:
         with self.engine.begin() as conn:
             state.write_state(conn, self.connection, self.plural, synced)
             state.resolve_errors(conn, self.connection, self.plural, [r.key for r in batch])
-        for row in batch:
-            if row.key in self._synced_before:
-                self.counts.updated += 1
-                self._synced_before.discard(row.key)
-            else:
-                self.counts.created += 1
+        self._count_written(batch)
 
     def _reject(self, row: PreparedRow, error: TwentyBadRequest) -> None:
         reason = "; ".join(error.messages) or str(error)

@@ -21,7 +21,8 @@ daily_partitions = dg.DailyPartitionsDefinition(
 
 
 # Every daily-partitioned asset takes these: one run covers any range of days, so a backfill of a
-# year is one run (a month of raw JSON in memory at a time), not 365 process start-ups.
+# year is one run (its reads paged, so memory does not grow with the range), not 365 process
+# start-ups.
 DAILY = {"partitions_def": daily_partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
 
 
