@@ -111,15 +111,6 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
 ErrorBody = Callable[[int], tuple[dict[str, Any], dict[str, str]]]
 
 

@@ -30,7 +30,7 @@ from whop_pipeline.sandbox.common import (
     send_json,
 )
 from whop_pipeline.sandbox.twenty import metadata_routes, rest
-from whop_pipeline.sandbox.twenty.errors import TwentyError, error_body
+from whop_pipeline.sandbox.twenty.errors import TwentyError, error_body, throttled
 from whop_pipeline.sandbox.twenty.ratelimit import WorkspaceThrottle
 from whop_pipeline.sandbox.twenty.records import RecordStore, clone
 from whop_pipeline.sandbox.twenty.standard import build_standard_objects
@@ -122,8 +122,8 @@ class TwentyEmulator:
     def fault_body(self, status: int) -> tuple[dict[str, Any], dict[str, str]]:
         """Injected faults answer with Twenty's own bodies (§2.4, §6)."""
         if status == 429:
-            retry = str(max(1, round(self.faults.retry_after_seconds)))
-            return error_body(429, self.throttle.long.describe()), {"Retry-After": retry}
+            error = throttled(self.throttle.long.describe(), self.faults.retry_after_seconds)
+            return error.body(), error.headers
         return error_body(status, "Internal server error"), {}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from whop_pipeline.sandbox.twenty.errors import bad_request
-from whop_pipeline.sandbox.twenty.schema import COMPOSITE_TYPES, ObjectMeta
+from whop_pipeline.sandbox.twenty.schema import COMPOSITE_SUBFIELDS, ObjectMeta
 from whop_pipeline.sandbox.twenty.values import format_datetime, parse_datetime
 
 COMPARATORS = [
@@ -192,11 +192,11 @@ def leaf_type(obj: ObjectMeta, path: Sequence[str]) -> str:
     meta = obj.by_input_key.get(path[0])
     if meta is None or (meta.relation is not None and path[0] != meta.join_column):
         raise missing
-    if meta.type in COMPOSITE_TYPES:
-        subfields = {sub.name: sub.type for sub in COMPOSITE_TYPES[meta.type]}
+    if meta.type in COMPOSITE_SUBFIELDS:
+        subfields = COMPOSITE_SUBFIELDS[meta.type]
         if len(path) != 2 or path[1] not in subfields:
             raise missing
-        return subfields[path[1]]
+        return subfields[path[1]].type
     if len(path) != 1:
         raise missing
     return "UUID" if meta.join_column else meta.type

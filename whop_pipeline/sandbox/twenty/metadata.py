@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from whop_pipeline.sandbox.twenty.errors import TwentyError
-from whop_pipeline.sandbox.twenty.records import RecordStore, Table, copy_value
+from whop_pipeline.sandbox.twenty.records import RecordStore, Table
 from whop_pipeline.sandbox.twenty.schema import (
     ENUM_TYPES,
     FIELD_TYPES,
@@ -20,7 +20,8 @@ from whop_pipeline.sandbox.twenty.schema import (
     FieldMeta,
     ObjectMeta,
     add_relation,
-    metadata_id,
+    copy_value,
+    new_field,
     new_object,
     parse_default,
 )
@@ -150,7 +151,6 @@ def create_field(store: RecordStore, body: Any) -> FieldMeta:
             f'Name "{name}" is not available, check that it is not duplicating another '
             "field's name."
         )
-    field_id = metadata_id("field", obj.name_singular, name)
     options = validate_options(body.get("options")) if type_ in ENUM_TYPES else None
     is_nullable = body.get("isNullable", True) is not False
     default_value = body.get("defaultValue")
@@ -165,14 +165,12 @@ def create_field(store: RecordStore, body: Any) -> FieldMeta:
     ):
         raise metadata_error(f"Default value {default_value} must be one of the option values")
     now = now_iso()
-    meta = FieldMeta(
-        id=field_id,
-        object_id=obj.id,
-        type=type_,
-        name=name,
-        label=label,
-        created_at=now,
-        updated_at=now,
+    meta = new_field(
+        obj,
+        name,
+        type_,
+        label,
+        now,
         description=body.get("description"),
         icon=body.get("icon"),
         is_custom=True,
@@ -212,15 +210,15 @@ def update_field(store: RecordStore, field_id: str, body: Any) -> FieldMeta:
                 "field's name."
             )
     label = validate_label(body["label"]) if "label" in body else meta.label
+    table = store.tables[obj.name_singular]
     becomes_unique = body.get("isUnique") is True and not meta.is_unique
     if becomes_unique:  # a unique index over data that holds duplicates is refused
-        store.tables[obj.name_singular].unique_index(meta.unique_paths())
+        table.unique_index(meta.unique_paths())
     options = meta.options
     if "options" in body:
         if meta.type not in ENUM_TYPES:
             raise metadata_error("Options can only be set on enum fields")
         options = validate_options(body["options"])
-    table = store.tables[obj.name_singular]
     if new_name != meta.name:
         _rename_field(obj, table, meta, new_name)
     meta.label = label
@@ -247,6 +245,7 @@ def update_field(store: RecordStore, field_id: str, body: Any) -> FieldMeta:
 
 
 def _rename_field(obj: ObjectMeta, table: Table, meta: FieldMeta, new_name: str) -> None:
+    """Renames the field and its stored values; the caller refreshes ``obj`` and the indexes."""
     old_name = meta.name
     obj.fields = {
         (new_name if key == old_name else key): value for key, value in obj.fields.items()
@@ -254,8 +253,6 @@ def _rename_field(obj: ObjectMeta, table: Table, meta: FieldMeta, new_name: str)
     meta.name = new_name
     for record in table.rows.values():
         record[new_name] = record.pop(old_name, None)
-    obj.refresh()
-    table.rebuild_indexes()
 
 
 def _drop_removed_option_values(table: Table, meta: FieldMeta) -> None:
@@ -300,16 +297,7 @@ def create_object(store: RecordStore, body: Any, note_target_style: str) -> Obje
         icon=body.get("icon"),
     )
     if body.get("skipNameField") is not True:
-        name_field = FieldMeta(
-            id=metadata_id("field", singular, "name"),
-            object_id=obj.id,
-            type="TEXT",
-            name="name",
-            label="Name",
-            created_at=now,
-            updated_at=now,
-            icon="IconAbc",
-        )
+        name_field = new_field(obj, "name", "TEXT", "Name", now, icon="IconAbc")
         obj.add_field(name_field)
         obj.label_identifier_field_id = name_field.id
     store.objects[singular] = obj

@@ -14,21 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whop_pipeline.sandbox.twenty.errors import bad_request, not_found
-from whop_pipeline.sandbox.twenty.schema import COMPOSITE_TYPES, FieldMeta, ObjectMeta
+from whop_pipeline.sandbox.twenty.schema import COMPOSITE_TYPES, FieldMeta, ObjectMeta, copy_value
 from whop_pipeline.sandbox.twenty.values import is_valid_uuid, now_iso, validate
 
 DUPLICATE_ENTRY = "A duplicate entry was detected"
 # Written by the server, never taken from input (§4: "Don't send them").
 SERVER_MANAGED = frozenset({"createdBy", "updatedBy", "updatedAt"})
-
-
-def copy_value(value: Any) -> Any:
-    """Copy deep enough for record values: composites are one level of dicts, arrays lists."""
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, list):
-        return list(value)
-    return value
 
 
 def clone(record: dict[str, Any]) -> dict[str, Any]:
@@ -124,9 +115,9 @@ class RecordStore:
             return iter(table.rows.values())
         return (record for record in table.rows.values() if record["deletedAt"] is None)
 
-    def get(self, table: Table, record_id: str) -> dict[str, Any]:
+    def get(self, table: Table, record_id: str, *, include_deleted: bool = False) -> dict[str, Any]:
         record = table.rows.get(record_id.lower()) if is_valid_uuid(record_id) else None
-        if record is None or record["deletedAt"] is not None:
+        if record is None or (record["deletedAt"] is not None and not include_deleted):
             raise not_found()
         return record
 
@@ -244,9 +235,7 @@ class RecordStore:
             deleted = {**record, "deletedAt": now_iso()}
             table.rows[record["id"]] = deleted
             return deleted
-        record = table.rows.get(record_id.lower()) if is_valid_uuid(record_id) else None
-        if record is None:
-            raise not_found()
+        record = self.get(table, record_id, include_deleted=True)
         self._destroy(table, record["id"])
         return record
 

@@ -113,8 +113,7 @@ def create_one(
     store: RecordStore, plural: str, body: Any, params: Mapping[str, str], max_records: int
 ) -> Result:
     table = store.table(plural)
-    if not isinstance(body, dict):
-        raise bad_request(f"Invalid record input for object {table.obj.name_singular}")
+    # A non-object body is refused by ``RecordStore.prepare`` with the same 400.
     record = store.create_many(
         table, [body], upsert=is_true(params, "upsert"), max_records=max_records
     )[0]

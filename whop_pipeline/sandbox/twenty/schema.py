@@ -98,6 +98,10 @@ COMPOSITE_TYPES: dict[str, tuple[SubField, ...]] = {
     ),
     "RICH_TEXT": (SubField("blocknote", "TEXT", None), SubField("markdown", "TEXT", None)),
 }
+# The same subfields by name, for validating input and filter paths.
+COMPOSITE_SUBFIELDS: dict[str, dict[str, SubField]] = {
+    type_: {sub.name: sub for sub in subs} for type_, subs in COMPOSITE_TYPES.items()
+}
 
 
 def metadata_id(*parts: str) -> str:
@@ -107,6 +111,15 @@ def metadata_id(*parts: str) -> str:
 def sql_literal(value: str) -> str:
     """SELECT/TEXT defaults are exposed as SQL-quoted strings, e.g. ``"'NEW'"`` (§5)."""
     return "'" + value + "'"
+
+
+def copy_value(value: Any) -> Any:
+    """Copy deep enough for record values: composites are one level of dicts, arrays lists."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
 
 
 def parse_default(value: Any) -> Any:
@@ -175,10 +188,7 @@ class FieldMeta:
                 sub.name: parse_default(custom.get(sub.name, sub.default))
                 for sub in COMPOSITE_TYPES[self.type]
             }
-        default = parse_default(self.default_value)
-        if isinstance(default, list | dict):
-            return list(default) if isinstance(default, list) else dict(default)
-        return default
+        return copy_value(parse_default(self.default_value))
 
 
 @dataclass
@@ -238,19 +248,25 @@ def capitalize(name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def system_fields(object_id: str, object_name: str, now: str) -> list[FieldMeta]:
-    def make(name: str, type_: str, label: str, **extra: Any) -> FieldMeta:
-        return FieldMeta(
-            id=metadata_id("field", object_name, name),
-            object_id=object_id,
-            type=type_,
-            name=name,
-            label=label,
-            created_at=now,
-            updated_at=now,
-            is_system=extra.pop("is_system", True),
-            **extra,
-        )
+def new_field(
+    obj: ObjectMeta, name: str, type_: str, label: str, now: str, **extra: Any
+) -> FieldMeta:
+    """A field of ``obj`` created at ``now``, its id derived from the object and field names."""
+    return FieldMeta(
+        id=metadata_id("field", obj.name_singular, name),
+        object_id=obj.id,
+        type=type_,
+        name=name,
+        label=label,
+        created_at=now,
+        updated_at=now,
+        **extra,
+    )
+
+
+def system_fields(obj: ObjectMeta, now: str) -> list[FieldMeta]:
+    def make(name: str, type_: str, label: str, is_system: bool = True, **extra: Any) -> FieldMeta:
+        return new_field(obj, name, type_, label, now, is_system=is_system, **extra)
 
     return [
         make("id", "UUID", "Id", is_nullable=False, default_value="uuid"),
@@ -288,9 +304,8 @@ def new_object(
     description: str | None = None,
     icon: str | None = None,
 ) -> ObjectMeta:
-    object_id = metadata_id("object", name_singular)
     obj = ObjectMeta(
-        id=object_id,
+        id=metadata_id("object", name_singular),
         name_singular=name_singular,
         name_plural=name_plural,
         label_singular=labels[0],
@@ -302,7 +317,7 @@ def new_object(
         description=description,
         icon=icon,
     )
-    for meta in system_fields(object_id, name_singular, now):
+    for meta in system_fields(obj, now):
         obj.fields[meta.name] = meta
     obj.refresh()
     return obj
@@ -315,14 +330,12 @@ def add_relation(
     source, name, target, inverse, on_delete, kind = spec
     source_obj, target_obj = objects[source], objects[target]
     source_obj.add_field(
-        FieldMeta(
-            id=metadata_id("field", source, name),
-            object_id=source_obj.id,
-            type=kind,
-            name=name,
-            label=capitalize(name),
-            created_at=now,
-            updated_at=now,
+        new_field(
+            source_obj,
+            name,
+            kind,
+            capitalize(name),
+            now,
             is_custom=is_custom,
             relation=Relation("MANY_TO_ONE", target, inverse, on_delete),
             settings={
@@ -334,14 +347,12 @@ def add_relation(
     )
     if inverse not in target_obj.fields:
         target_obj.add_field(
-            FieldMeta(
-                id=metadata_id("field", target, inverse),
-                object_id=target_obj.id,
-                type="RELATION",
-                name=inverse,
-                label=capitalize(inverse),
-                created_at=now,
-                updated_at=now,
+            new_field(
+                target_obj,
+                inverse,
+                "RELATION",
+                capitalize(inverse),
+                now,
                 is_custom=is_custom,
                 relation=Relation("ONE_TO_MANY", source, name),
                 settings={"relationType": "ONE_TO_MANY"},

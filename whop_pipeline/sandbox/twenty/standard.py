@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from whop_pipeline.sandbox.twenty.schema import (
-    FieldMeta,
     ObjectMeta,
     add_relation,
     capitalize,
     metadata_id,
+    new_field,
     new_object,
     sql_literal,
 )
@@ -132,16 +132,7 @@ def build_standard_objects(note_target_style: str, now: str) -> dict[str, Object
             is_system=spec.get("is_system", False),
         )
         for name, type_, label, extra in spec["fields"]:
-            obj.fields[name] = FieldMeta(
-                id=metadata_id("field", singular, name),
-                object_id=obj.id,
-                type=type_,
-                name=name,
-                label=label,
-                created_at=now,
-                updated_at=now,
-                **extra,
-            )
+            obj.fields[name] = new_field(obj, name, type_, label, now, **extra)
         if "name" in obj.fields:
             obj.label_identifier_field_id = obj.fields["name"].id
         obj.refresh()

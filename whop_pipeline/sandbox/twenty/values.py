@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from whop_pipeline.sandbox.twenty.errors import bad_request, js_inspect
-from whop_pipeline.sandbox.twenty.schema import COMPOSITE_TYPES, FieldMeta
+from whop_pipeline.sandbox.twenty.schema import COMPOSITE_SUBFIELDS, COMPOSITE_TYPES, FieldMeta
 
 UUID_PATTERN = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
@@ -247,7 +247,7 @@ def composite(meta: FieldMeta, value: Any, key: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise bad_request(f'Invalid object value {js_inspect(value)} for field "{key}"')
-    subfields = {sub.name: sub for sub in COMPOSITE_TYPES[meta.type]}
+    subfields = COMPOSITE_SUBFIELDS[meta.type]
     result: dict[str, Any] = {}
     for sub_name, sub_value in value.items():
         sub = subfields.get(sub_name)
