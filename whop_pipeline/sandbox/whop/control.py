@@ -5,9 +5,10 @@ unknown field or a bad value is a 400 and changes nothing), then applied under t
 derived fields follow so the object stays plausible, and ``updated_at`` moves strictly forward.
 
 Derived fields:
-- Membership ``status`` canceled → ``canceled_at`` = now, ``cancel_at_period_end`` false; canceling →
-  ``cancel_at_period_end`` true; expired → ``expires_at`` = now; back to active/trialing/past_due →
-  ``canceled_at`` cleared. Clearing ``cancel_at_period_end`` on a canceling membership makes it active.
+- Membership ``status`` canceled → ``canceled_at`` = now (unless set), ``cancel_at_period_end`` false
+  (unless given); canceling → ``cancel_at_period_end`` true, always (clearing it on a membership that
+  stays canceling does nothing: change ``status`` to end canceling); expired → ``expires_at`` = now
+  (unless set); ``status`` given as active/trialing/past_due → ``canceled_at`` cleared (unless given).
   ``most_recent_action`` (+ ``_at``) follows the status. The member's access level follows too.
 - Payment: giving only ``status`` or only ``substatus`` fills the other from a default table (only
   ``refunded_amount`` implies refunded / partially_refunded); then paid → ``paid_at``; failed →
@@ -43,6 +44,7 @@ from whop_pipeline.sandbox.whop.fields import (
     parse_fields,
 )
 from whop_pipeline.sandbox.whop.ids import Ids
+from whop_pipeline.sandbox.whop.money import charge_minor
 from whop_pipeline.sandbox.whop.render import render
 from whop_pipeline.sandbox.whop.store import WhopStore
 
@@ -113,12 +115,6 @@ class Controller:
     def _derive_membership(self, ms: Membership, given: dict[str, Any], now: int) -> None:
         if ms.status == "canceling":
             ms.cancel_at_period_end = True
-        elif (
-            "status" not in given
-            and given.get("cancel_at_period_end") is False
-            and ms.status == "canceling"
-        ):
-            ms.status = "active"
         if ms.status == "canceled":
             if ms.canceled_at is None:
                 ms.canceled_at = now
@@ -182,7 +178,7 @@ class Controller:
             if member is None:
                 raise bad_param("member_id", f"Unknown member `{values['member_id']}`")
             return member
-        user_id = self._new_id("user_", "members")
+        user_id = self.ids.new("user_")  # unique among this controller's ids
         username = values.get("username") or f"buyer_{user_id[5:13].lower()}"
         name = values.get("name", "New Buyer")
         member = Member(
@@ -255,9 +251,7 @@ class Controller:
                 p.refunded_minor = p.subtotal_minor if full else max(1, p.subtotal_minor // 2)
             p.refunded_at = p.refunded_at or now
         else:
-            p.refunded_minor = (
-                values.get("refunded_amount") if "refunded_amount" in values else None
-            )
+            p.refunded_minor = values.get("refunded_amount")
             p.refunded_at = values.get("refunded_at")
 
     def create_payment(self, fields: dict[str, Any]) -> Change:
@@ -288,10 +282,8 @@ class Controller:
             amount = values.pop("amount", None)
             if amount is not None:
                 minor = self._minor(amount, plan.currency, "amount")
-            elif reason == "subscription_create":
-                minor = plan.initial_minor + plan.renewal_minor
             else:
-                minor = plan.renewal_minor if plan.plan_type == "renewal" else plan.initial_minor
+                minor = charge_minor(plan, reason)
             for name in ("membership_id", "member_id", "plan_id", "product_id"):
                 values.pop(name, None)
             if "status" not in values and "substatus" not in values:

@@ -9,7 +9,7 @@ from typing import Any
 
 from whop_pipeline.sandbox.dataset import MEMBERSHIP_STATUSES
 from whop_pipeline.sandbox.whop.errors import bad_param
-from whop_pipeline.sandbox.whop.queries import parse_timestamp_us
+from whop_pipeline.sandbox.whop.queries import BILLING_REASONS, parse_timestamp_us
 
 PAYMENT_STATUSES = (
     "draft",
@@ -38,9 +38,6 @@ SUBSTATUSES = (
                                "warning_under_review", "won", "warning_closed", "lost", "closed")),
     *(f"resolution_{s}" for s in ("needs_response", "under_review", "won", "lost")),
     "open_dispute", "open_resolution",
-)  # fmt: skip
-BILLING_REASONS = (
-    "subscription_create", "subscription_cycle", "subscription_update", "one_time", "manual", "subscription",
 )  # fmt: skip
 CANCEL_OPTIONS = (
     "too_expensive", "switching", "missing_features", "technical_issues",

@@ -64,7 +64,7 @@ def build(spec: SizeSpec, rng: random.Random, start: int, now: int) -> dict[str,
     missing = spec.payments - len(payments)
     payments += one_time_payments(rng, ids, members, plans, now, missing)
     force_payment_cases(rng, payments, now)
-    aggregate(rng, members, memberships, payments, plans, now)
+    aggregate(rng, members, memberships, payments, now)
     for items in (members, memberships, payments):
         items.sort(key=lambda r: (r.created_at, r.id))
     return {

@@ -21,8 +21,9 @@ from whop_pipeline.sandbox.dataset import (
     Plan,
     SizeSpec,
 )
-from whop_pipeline.sandbox.whop.catalog import CANCEL_OPTIONS, CURRENCIES, FAILURES
+from whop_pipeline.sandbox.whop.catalog import CANCEL_OPTIONS, FAILURES
 from whop_pipeline.sandbox.whop.ids import Ids
+from whop_pipeline.sandbox.whop.money import charge_minor, to_usd_cents
 
 HOUR_MS = 3_600_000
 MEMBER_ACTION = {
@@ -77,12 +78,12 @@ def membership_payments(
         times = _membership_timeline(rng, ms, plan, count, start, now)
         for index, moment in enumerate(times):
             if plan.plan_type == "one_time":
-                reason, amount = "one_time", plan.initial_minor
+                reason = "one_time"
             elif index == 0:
-                reason, amount = "subscription_create", plan.initial_minor + plan.renewal_minor
+                reason = "subscription_create"
             else:
                 reason = "subscription_update" if rng.random() < 0.02 else "subscription_cycle"
-                amount = plan.renewal_minor
+            amount = charge_minor(plan, reason)
             payment = _paid(ids, rng, ms.id, "", plan, amount, reason, moment, now)
             payments.append(payment)
         if times:
@@ -218,9 +219,8 @@ def one_time_payments(
     for _ in range(count):
         member, plan = rng.choice(members), rng.choice(one_time)
         moment = between(rng, member.created_at + 1_000, now - 60_000)
-        out.append(
-            _paid(ids, rng, None, member.id, plan, plan.initial_minor, "one_time", moment, now)
-        )
+        amount = charge_minor(plan, "one_time")
+        out.append(_paid(ids, rng, None, member.id, plan, amount, "one_time", moment, now))
     return out
 
 
@@ -265,11 +265,9 @@ def aggregate(
     members: list[Member],
     memberships: list[Membership],
     payments: list[Payment],
-    plans: list[Plan],
     now: int,
 ) -> None:
     by_id = {m.id: m for m in members}
-    currency = {p.id: CURRENCIES[p.currency] for p in plans}
     latest: dict[str, Membership] = {}
     for ms in memberships:
         member = by_id[ms.member_id]
@@ -281,11 +279,8 @@ def aggregate(
             latest[ms.member_id] = ms
     for payment in payments:
         if payment.status == "paid":
-            cur = currency[payment.plan_id]
             net = payment.subtotal_minor - (payment.refunded_minor or 0)
-            by_id[payment.member_id].usd_spent_cents += (
-                net * cur.usd_micros * 100 // (10**cur.decimals * 1_000_000)
-            )
+            by_id[payment.member_id].usd_spent_cents += to_usd_cents(net, payment.currency)
     for member in members:
         ms = latest.get(member.id)
         if ms is not None:

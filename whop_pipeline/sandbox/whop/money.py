@@ -50,9 +50,22 @@ def major_float(minor: int, currency: str) -> float:
     return minor / 10 ** CURRENCIES[currency].decimals
 
 
+def list_price_minor(plan: Plan) -> int:
+    """The price a variant advertises: the renewal price of a renewal plan, else the initial one."""
+    return plan.renewal_minor if plan.plan_type == "renewal" else plan.initial_minor
+
+
+def charge_minor(plan: Plan, reason: str) -> int:
+    """What a payment for ``reason`` charges by default: checkout (``subscription_create``) takes
+    the initial and the first renewal price together, anything else the list price."""
+    if reason == "subscription_create":
+        return plan.initial_minor + plan.renewal_minor
+    return list_price_minor(plan)
+
+
 def formatted_price(plan: Plan) -> str:
     cur = CURRENCIES[plan.currency]
-    minor = plan.renewal_minor if plan.plan_type == "renewal" else plan.initial_minor
+    minor = list_price_minor(plan)
     whole = f"{minor // 10**cur.decimals:,}"
     text = cur.symbol + (whole if cur.decimals == 0 else f"{whole}.{minor % 10**cur.decimals:02d}")
     if plan.plan_type != "renewal":

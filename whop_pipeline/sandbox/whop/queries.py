@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whop_pipeline.sandbox.dataset import VALID_STATUSES, Member, Membership, WhopDataset
-from whop_pipeline.sandbox.whop.catalog import CURRENCIES
 from whop_pipeline.sandbox.whop.errors import bad_param
+from whop_pipeline.sandbox.whop.money import list_price_minor, major_float
 from whop_pipeline.sandbox.whop.store import SORT_KEYS, ListRequest
 
 Predicate = Callable[[Any], bool]
@@ -307,8 +307,7 @@ def products_request(ds: WhopDataset, params: Params) -> ListRequest:
     if low is not None or high is not None:
         shown = {}
         for plan in reversed(visible_plans):  # the product's first visible variant is advertised
-            minor = plan.renewal_minor if plan.plan_type == "renewal" else plan.initial_minor
-            shown[plan.product_id] = minor / 10 ** CURRENCIES[plan.currency].decimals
+            shown[plan.product_id] = major_float(list_price_minor(plan), plan.currency)
         _also(
             req,
             lambda p: (

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from whop_pipeline.sandbox.whop.errors import WhopApiError, bad_param, error_body
 from whop_pipeline.sandbox.whop.queries import LIST_REQUESTS, Params, account_mismatch
-from whop_pipeline.sandbox.whop.render import member_counts, render
+from whop_pipeline.sandbox.whop.render import render
 
 if TYPE_CHECKING:
     from whop_pipeline.sandbox.whop.app import WhopEmulator
@@ -84,7 +84,7 @@ def build_app(emu: WhopEmulator) -> Starlette:
                 req.predicate = lambda r: False
             page = store.page(req)
             kind = KIND_OF.get(resource, resource)
-            counts = member_counts(ds) if kind in ("products", "plans") else None
+            counts = store.member_counts() if kind in ("products", "plans") else None
             data = [render(ds, kind, r, counts=counts) for r in page.records]
         return _json(200, {"data": data, "page_info": page.page_info})
 
@@ -98,7 +98,8 @@ def build_app(emu: WhopEmulator) -> Starlette:
         kind = KIND_OF.get(resource, resource)
         with store.lock:
             record = store.get(kind, ident)
-            return _json(200, render(ds, kind, record, detail=True))
+            counts = store.member_counts() if kind in ("products", "plans") else None
+            return _json(200, render(ds, kind, record, detail=True, counts=counts))
 
     async def reset(request: Request) -> Response:
         data = request.query_params.get("data", "false").lower() in ("1", "true", "yes")

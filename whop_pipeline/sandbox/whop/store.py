@@ -32,7 +32,7 @@ from typing import Any
 
 from whop_pipeline.sandbox.dataset import KINDS, WhopDataset
 from whop_pipeline.sandbox.whop.errors import bad_param, not_found
-from whop_pipeline.sandbox.whop.render import member_counts
+from whop_pipeline.sandbox.whop.render import Counts, member_counts
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
@@ -75,7 +75,7 @@ SORT_KEYS: dict[str, dict[str, Callable[[Any], tuple[int, Any]]]] = {
 class Index:
     keys: list[Key]
     records: list[Any]
-    version: int
+    version: Any  # compared for equality only
 
 
 @dataclass
@@ -130,6 +130,7 @@ class WhopStore:
         self._originals: dict[tuple[str, str], Any] = {}
         self._created: list[tuple[str, Any]] = []
         self._clock_ms = 0
+        self._counts: tuple[int, Counts] | None = None  # (memberships version, counts)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -145,16 +146,27 @@ class WhopStore:
             raise not_found(kind, ident)
         return record
 
+    def member_counts(self) -> Counts:
+        """Active memberships per product and per plan, recounted only after memberships changed
+        (every change goes through ``changed``/``add``/``reset_data``, which move the version)."""
+        with self.lock:
+            version = self._versions["memberships"]
+            if self._counts is None or self._counts[0] != version:
+                self._counts = (version, member_counts(self.ds))
+            return self._counts[1]
+
     def _index(self, kind: str, order: str) -> Index:
-        version = self._added[kind] if order == "created_at" else self._versions[kind]
+        version: Any = self._added[kind] if order == "created_at" else self._versions[kind]
+        counted = kind == "plans" and order == "active_members_count"
+        if counted:
+            version = (version, self._versions["memberships"])  # the count moves with memberships
         cached = self._indexes.get((kind, order))
         if cached is not None and cached.version == version:
             return cached
         key_of = SORT_KEYS[kind][order]
-        if kind == "plans" and order == "active_members_count":
-            by_plan = member_counts(self.ds)[1]
+        if counted:
+            by_plan = self.member_counts()[1]
             key_of = lambda r: (1, by_plan[r.id])  # noqa: E731
-            version = -1  # never reused: the count moves with memberships
         if order == "created_at":
             # The dataset keeps every list in (created_at, id) order already.
             records = list(self.ds.records(kind))
@@ -162,8 +174,7 @@ class WhopStore:
         else:
             pairs = sorted(((*key_of(r), r.id), r) for r in self.ds.records(kind))
             index = Index([k for k, _ in pairs], [r for _, r in pairs], version)
-        if version >= 0:
-            self._indexes[(kind, order)] = index
+        self._indexes[(kind, order)] = index
         return index
 
     def page(self, req: ListRequest) -> Page:

@@ -51,11 +51,10 @@ from typing import Any
 import httpx
 
 from whop_pipeline.sandbox.dataset import VALID_STATUSES, WhopDataset, iso
-from whop_pipeline.sandbox.whop.catalog import CURRENCIES
 from whop_pipeline.sandbox.whop.control import Change
 from whop_pipeline.sandbox.whop.fields import REFUNDED
 from whop_pipeline.sandbox.whop.ids import Ids
-from whop_pipeline.sandbox.whop.money import amount_string, to_usd_cents
+from whop_pipeline.sandbox.whop.money import major_float, to_usd_cents
 
 DEFAULT_API_VERSION_DATE = "2026-10-15-1"
 
@@ -129,12 +128,8 @@ def events_for(change: Change) -> list[tuple[str, dict[str, Any] | None]]:
 def refund_payload(ds: WhopDataset, change: Change, refund_id: str) -> dict[str, Any]:
     """The legacy ``RefundLegacy`` shape Whop sends with ``refund.*`` events."""
     p, payment = change.record, change.after
-    cur = CURRENCIES[p.currency]
     member = ds.get("members", p.member_id)
     membership = ds.get("memberships", p.membership_id) if p.membership_id else None
-
-    def major(minor: int) -> float:
-        return float(amount_string(minor, cur.decimals))
 
     # This refund is what the change added on top of any earlier one.
     earlier = (change.before or {}).get("refunded_amount") or {"amount": "0"}
@@ -171,11 +166,11 @@ def refund_payload(ds: WhopDataset, change: Change, refund_id: str) -> dict[str,
             "payment_method_type": "card",
             "plan": {"id": p.plan_id, "metadata": None},
             "product": {"id": p.product_id, "metadata": None},
-            "subtotal": major(p.subtotal_minor),
+            "subtotal": major_float(p.subtotal_minor, p.currency),
             "tax_amount": None,
             "tax_behavior": None,
             "tax_refunded_amount": 0.0,
-            "total": major(p.subtotal_minor),
+            "total": major_float(p.subtotal_minor, p.currency),
             "usd_total": to_usd_cents(p.subtotal_minor, p.currency) / 100,
             "user": None
             if user is None
