@@ -17,7 +17,6 @@ peak RSS, and what a second run over the same data did (everything unchanged, th
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
 from dataclasses import dataclass
@@ -28,14 +27,6 @@ from benchmarks import common
 TARGET_PEAK_RSS_MB = 400.0
 DEFAULT_WHOP_PER_SECOND = 10.0  # WHOP_MAX_REQUESTS_PER_SECOND's default
 EXTRACT_STEPS = ("whop_members", "whop_products", "whop_memberships", "whop_payments")
-# Listing → (mirror table, asset, read by the partition window?)
-LISTINGS = {
-    "members": ("members", "whop_members", False),
-    "products": ("products", "whop_products", False),
-    "variants": ("plans", "whop_products", False),
-    "memberships": ("memberships", "whop_memberships", True),
-    "payments": ("payments", "whop_payments", True),
-}
 MIRROR_TABLES = ("members", "products", "plans", "memberships", "payments")
 COUNTERS = ("fetched", "inserted", "updated", "unchanged", "stale_ignored", "pages", "api_calls")
 
@@ -54,10 +45,6 @@ class ExtractRun:
     peak_rss_mb: float
     step_peak_rss_mb: dict[str, float | None]
 
-    @property
-    def fetched(self) -> int:
-        return sum(int(m.get("fetched", 0)) for m in self.asset_metadata.values())
-
     def counter(self, name: str) -> int:
         return sum(int(m.get(name, 0)) for m in self.asset_metadata.values())
 
@@ -67,22 +54,6 @@ def full_range() -> tuple[str, str]:
 
     keys = daily_partitions.get_partition_keys()
     return keys[0], keys[-1]
-
-
-def minimum_calls(
-    sandbox: common.SandboxProcess, window: tuple[dt.datetime, dt.datetime]
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows each listing must return and the fewest calls that can return them (pages of 100),
-    counted from the emulator's own dataset, not from what the pipeline fetched."""
-    counts = sandbox.whop_dataset()["counts"]
-    rows: dict[str, int] = {}
-    for listing, (table, _asset, windowed) in LISTINGS.items():
-        if windowed:
-            _total, (in_window,) = common.created_in_windows(sandbox.whop_root, table, [window])
-            rows[listing] = in_window
-        else:
-            rows[listing] = counts[table]
-    return rows, {listing: common.pages(n, common.WHOP_PAGE) for listing, n in rows.items()}
 
 
 def extract(
@@ -149,7 +120,7 @@ def run_summary(run: ExtractRun) -> dict[str, Any]:
     steps = run.timing
     step_total = sum(steps.steps[s].total_s for s in EXTRACT_STEPS)
     work = steps.work_s(EXTRACT_STEPS)
-    fetched = run.fetched
+    fetched = run.counter("fetched")
     return {
         "run_id": run.run_id,
         "wall_s": run.wall_s,
@@ -201,10 +172,10 @@ def run(dataset: str, db_url: str | None, keep: bool) -> dict[str, Any]:
                 first_run = extract(sandbox, instance, first, last, sampler)
                 second_run = extract(sandbox, instance, first, last, sampler)
             window = common.read_window(first, last)
-            rows, minimum = minimum_calls(sandbox, window)
+            ((rows, minimum),) = common.whop_minimum(sandbox, [window])
             sandbox_rss = sandbox.peak_rss_mb()
-    calls = {listing: first_run.calls.get(listing, 0) for listing in LISTINGS}
-    second_calls = {listing: second_run.calls.get(listing, 0) for listing in LISTINGS}
+    calls = {listing: first_run.calls.get(listing, 0) for listing in common.WHOP_LISTINGS}
+    second_calls = {listing: second_run.calls.get(listing, 0) for listing in common.WHOP_LISTINGS}
     total_minimum = sum(minimum.values())
     return {
         "benchmark": "extract",
@@ -261,7 +232,7 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         *(
             f"      {listing:<12} {r['calls'][listing]:>6,} calls  minimum {r['minimum_calls'][listing]:>6,}"
             f"  ({r['rows_in_window'][listing]:,} rows)"
-            for listing in LISTINGS
+            for listing in common.WHOP_LISTINGS
         ),
         f"      {'total':<12} {one['whop_calls_total']:>6,} calls  minimum "
         f"{r['minimum_calls_total']:>6,}  ratio {common.fmt_ratio(r['calls_ratio'])}"

@@ -22,7 +22,6 @@ order:
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import os
 import sys
 import time
@@ -30,17 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import common
+from whop_pipeline.sandbox.readings import write_requests
 
 TWENTY_CALLS_PER_MINUTE = 100  # the real server's limit, for the projection
-# Twenty object → its load step and the counts' metadata prefix in that step.
-OBJECTS = {
-    "people": ("twenty_people", ""),
-    "whopProducts": ("twenty_products", ""),
-    "opportunities": ("twenty_opportunities", ""),
-    "notes": ("twenty_notes", "notes_"),
-    "noteTargets": ("twenty_notes", "targets_"),
-}
-COUNTS = ("created", "updated", "unchanged", "rejected", "deferred")
 STAGES = {
     "extract": ("whop_members", "whop_products", "whop_memberships", "whop_payments"),
     "transform": ("crm_people", "crm_products", "crm_opportunities", "crm_notes", "crm_note_targets"),
@@ -49,20 +40,27 @@ STAGES = {
 # The statuses the 1% change cycles through (each membership gets the first that differs from its
 # own): cancellations, reactivations, dunning, expiry and cancel-at-period-end.
 CHANGE_STATUSES = ("canceled", "active", "past_due", "expired", "canceling")
-WHOP_LISTINGS = ("members", "products", "variants", "memberships", "payments")
+
+
+def table_rows() -> tuple[tuple[str, str, str], ...]:
+    """``whop-pipeline sync``'s own table: (Twenty object, its load step, its metadata prefix).
+    Imported late: pipeline modules read the environment ``prepare_environment`` sets."""
+    from whop_pipeline.sync import TABLE_ROWS
+
+    return TABLE_ROWS
+
+
+def objects() -> list[str]:
+    return [label for label, _step, _prefix in table_rows()]
 
 
 @dataclass
 class SyncRun:
     label: str
     mode: str
-    success: bool
-    error: str | None
-    first_partition: str
-    last_partition: str
+    report: Any  # whop_pipeline.sync.SyncReport
     wall_s: float
     timing: common.RunTiming
-    metadata: dict[str, dict[str, Any]]
     twenty: dict[str, Any]
     whop: dict[str, Any]
     peak_rss_mb: float
@@ -86,13 +84,9 @@ def sync(
     return SyncRun(
         label=label,
         mode=mode,
-        success=report.success,
-        error=report.error,
-        first_partition=report.first_partition,
-        last_partition=report.last_partition,
+        report=report,
         wall_s=wall,
         timing=timing,
-        metadata=report.metadata,
         twenty=sandbox.twenty_stats(),
         whop=sandbox.whop_stats(),
         peak_rss_mb=peak,
@@ -105,7 +99,7 @@ def sync(
 def twenty_calls(stats: dict[str, Any]) -> dict[str, Any]:
     """The Twenty emulator's calls: record writes per object, metadata reads and writes, the rest."""
     requests: dict[str, int] = stats["requests"]
-    writes = {plural: requests.get(f"POST /rest/batch/{plural}", 0) for plural in OBJECTS}
+    writes = {plural: requests.get(f"POST /rest/batch/{plural}", 0) for plural in objects()}
     metadata_reads = sum(n for k, n in requests.items() if k.startswith("GET /rest/metadata"))
     metadata_writes = sum(
         n for k, n in requests.items() if "/rest/metadata" in k and not k.startswith("GET ")
@@ -117,7 +111,7 @@ def twenty_calls(stats: dict[str, Any]) -> dict[str, Any]:
         "metadata_reads": metadata_reads,
         "metadata_writes": metadata_writes,
         "other": other,
-        "writes_by_endpoint": common.writes_by_endpoint(stats),
+        "writes_by_endpoint": write_requests(stats),
         "total": stats["total"],
         "throttled_429": stats["throttled"],
         "faults": stats["faults"],
@@ -125,11 +119,7 @@ def twenty_calls(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def object_counts(run: SyncRun) -> dict[str, dict[str, int]]:
-    result = {}
-    for plural, (step, prefix) in OBJECTS.items():
-        values = run.metadata.get(step, {})
-        result[plural] = {c: int(values.get(f"{prefix}{c}", 0)) for c in COUNTS}
-    return result
+    return {label: run.report.counts(step, prefix) for label, step, prefix in table_rows()}
 
 
 def stage_times(run: SyncRun) -> dict[str, dict[str, float]]:
@@ -166,9 +156,9 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
     return {
         "label": run.label,
         "mode": run.mode,
-        "success": run.success,
-        "error": run.error,
-        "partitions": [run.first_partition, run.last_partition],
+        "success": run.report.success,
+        "error": run.report.error,
+        "partitions": [run.report.first_partition, run.report.last_partition],
         "wall_s": run.wall_s,
         "steps_work_s": work,
         "dagster_bookkeeping_s": bookkeeping,
@@ -181,7 +171,7 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
         "projected_minutes_at_100_per_min": calls["total"] / TWENTY_CALLS_PER_MINUTE,
         "whop_calls": {
             listing: run.whop["requests"].get(f"GET /api/v1/{listing}", 0)
-            for listing in WHOP_LISTINGS
+            for listing in common.WHOP_LISTINGS
         },
         "whop_calls_total": run.whop["total"],
         "objects": object_counts(run),
@@ -195,8 +185,8 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
                 "bookkeeping_s": s.bookkeeping_s,
                 "materializations": s.materializations,
                 "peak_rss_mb": run.step_peak_rss_mb.get(name),
-                "api_calls": run.metadata.get(name, {}).get("api_calls"),
-                "write_calls": run.metadata.get(name, {}).get("write_calls"),
+                "api_calls": run.report.metadata.get(name, {}).get("api_calls"),
+                "write_calls": run.report.metadata.get(name, {}).get("write_calls"),
             }
             for name, s in sorted(steps.items(), key=lambda item: item[1].start)
         },
@@ -237,22 +227,6 @@ def change_memberships(sandbox: common.SandboxProcess, share: float) -> dict[str
     }
 
 
-def whop_minimum(
-    sandbox: common.SandboxProcess, window: tuple[dt.datetime, dt.datetime]
-) -> dict[str, int]:
-    """Fewest Whop calls a sync reading ``window`` can make: members, products and variants in
-    full, memberships and payments created in the window (pages of 100)."""
-    counts = sandbox.whop_dataset()["counts"]
-    rows = {
-        "members": counts["members"],
-        "products": counts["products"],
-        "variants": counts["plans"],
-    }
-    for kind in ("memberships", "payments"):
-        _total, (rows[kind],) = common.created_in_windows(sandbox.whop_root, kind, [window])
-    return {listing: common.pages(n, common.WHOP_PAGE) for listing, n in rows.items()}
-
-
 def run(dataset: str, db_url: str | None, keep: bool, change_share: float) -> dict[str, Any]:
     common.prepare_environment()
     results: dict[str, Any] = {
@@ -281,13 +255,20 @@ def run(dataset: str, db_url: str | None, keep: bool, change_share: float) -> di
                 change = change_memberships(sandbox, change_share)
                 changed = sync(sandbox, instance, "full", "after 1% change", sampler)
                 incremental = sync(sandbox, instance, "incremental", "incremental", sampler)
-            full_window = common.read_window(full.first_partition, full.last_partition)
-            inc_window = common.read_window(incremental.first_partition, incremental.last_partition)
-            results["whop_minimum_full"] = whop_minimum(sandbox, full_window)
-            results["whop_minimum_incremental"] = whop_minimum(sandbox, inc_window)
+            full_window = common.read_window(
+                full.report.first_partition, full.report.last_partition
+            )
+            inc_window = common.read_window(
+                incremental.report.first_partition, incremental.report.last_partition
+            )
+            (_, minimum_full), (_, minimum_inc) = common.whop_minimum(
+                sandbox, [full_window, inc_window]
+            )
+            results["whop_minimum_full"] = minimum_full
+            results["whop_minimum_incremental"] = minimum_inc
         results["sandbox_peak_rss_mb"] = sandbox.peak_rss_mb()
     batch = results["batch_size"]
-    results["landed"] = {plural: landed.get(plural, 0) for plural in OBJECTS}
+    results["landed"] = {plural: landed.get(plural, 0) for plural in objects()}
     results["floor"] = {p: common.batches(n, batch) for p, n in results["landed"].items()}
     results["floor_total"] = sum(results["floor"].values())
     results["full"] = run_summary(full)
@@ -298,7 +279,7 @@ def run(dataset: str, db_url: str | None, keep: bool, change_share: float) -> di
     results["change"] = change
     results["change_floor"] = {
         "opportunities": common.batches(change["changed"], batch),
-        **{p: 0 for p in OBJECTS if p != "opportunities"},
+        **{p: 0 for p in objects() if p != "opportunities"},
     }
     results["after_change"] = run_summary(changed)
     results["after_change"]["ratio"] = common.ratio(
@@ -352,7 +333,7 @@ def _object_table(
         f"{'writes':>8}{'floor':>7}{'ratio':>9}"
     )
     lines = [header]
-    for plural in OBJECTS:
+    for plural in objects():
         counts = s["objects"][plural]
         writes = s["twenty"]["record_writes"][plural]
         landed = f"{rows[plural]:>9,}" if rows else f"{'':>9}"
@@ -410,7 +391,7 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         "  2. re-sync (full), nothing changed",
         f"    Twenty record writes {again['twenty']['record_writes_total']} (target 0);"
         + " unchanged: "
-        + ", ".join(f"{p} {again['objects'][p]['unchanged']:,}" for p in OBJECTS),
+        + ", ".join(f"{p} {again['objects'][p]['unchanged']:,}" for p in objects()),
         *_sync_lines(again),
         "",
         f"  3. {change['changed']} of {change['memberships']:,} memberships changed"

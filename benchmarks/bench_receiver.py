@@ -48,6 +48,7 @@ import httpx
 import sqlalchemy as sa
 import uvloop
 
+from benchmarks import common
 from whop_pipeline.sandbox.common import free_port
 from whop_pipeline.sandbox.whop.webhooks import sign
 from whop_pipeline.store.database import get_engine
@@ -225,11 +226,6 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
 def _client(
     url: str, plan: list[tuple[str, bytes]], concurrency: int, client: str
 ) -> tuple[list[float], list[tuple[str, int, str]], float]:
@@ -331,7 +327,7 @@ def run(
         if not 200 <= status < 300:
             key = str(status) if status else kind
             errors[key] = errors.get(key, 0) + 1
-    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    p50, p99 = common.percentile(latencies, 0.50) * 1000, common.percentile(latencies, 0.99) * 1000
     rate = len(answers) / wall
     return {
         "backend": backend,

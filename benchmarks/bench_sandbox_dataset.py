@@ -13,26 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import resource
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from benchmarks import common
 from whop_pipeline.sandbox.dataset import generate_dataset
 from whop_pipeline.sandbox.whop import serve_whop
 
 API_KEY = "bench-sandbox-key"
 RESOURCES = ("members", "memberships", "payments", "products", "variants")
-
-
-def peak_rss_mb() -> float:
-    # ru_maxrss is kilobytes on Linux (bytes on macOS).
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1024 / 1024
 
 
 def scan(
@@ -58,7 +50,7 @@ def run(size: str, seed: int, first: int) -> dict[str, Any]:
     started = time.perf_counter()
     dataset = generate_dataset(size, seed=seed)  # type: ignore[arg-type]
     generation_s = time.perf_counter() - started
-    rss_after_generation = peak_rss_mb()
+    rss_after_generation = common.peak_rss_mb()
     counts = dataset.counts()
     emulator, server = serve_whop(dataset, api_key=API_KEY)
     base = f"{server.url}/api/v1"
@@ -79,7 +71,7 @@ def run(size: str, seed: int, first: int) -> dict[str, Any]:
                 pages, rows, seconds = scan(client, base, f"/{name}", account)
                 expected = counts["plans" if name == "variants" else name]
                 assert rows == expected, f"{name}: scanned {rows} rows, dataset has {expected}"
-                assert pages == max(1, math.ceil(expected / first)), f"{name}: {pages} pages"
+                assert pages == common.pages(expected, first), f"{name}: {pages} pages"
                 results["scans"][name] = {
                     "pages": pages,
                     "rows": rows,
@@ -99,7 +91,7 @@ def run(size: str, seed: int, first: int) -> dict[str, Any]:
     finally:
         server.stop()
         emulator.close()
-    results["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    results["peak_rss_mb"] = round(common.peak_rss_mb(), 1)
     return results
 
 

@@ -19,14 +19,10 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks import common
+
 SECRET = "ws_benchmark_secret"
 HISTORY_DAYS = 40
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run(changes: int, interval: float, timeout: float) -> dict:
@@ -82,6 +78,14 @@ def run(changes: int, interval: float, timeout: float) -> dict:
                 )
 
             pending: dict[str, float] = {}
+
+            def collect() -> None:
+                """Record the latency of every pending change now visible in Twenty."""
+                for membership_id, started in list(pending.items()):
+                    if stage(membership_id) == "LOST":
+                        latencies.append(time.monotonic() - started)
+                        pending.pop(membership_id)
+
             for index, membership in enumerate(candidates):
                 sandbox.whop.update_membership(membership["id"], status="canceled")
                 pending[membership["id"]] = time.monotonic()
@@ -92,16 +96,10 @@ def run(changes: int, interval: float, timeout: float) -> dict:
                     pending.pop(membership["id"])
                     continue
                 time.sleep(interval)
-                for membership_id, started in list(pending.items()):
-                    if stage(membership_id) == "LOST":
-                        latencies.append(time.monotonic() - started)
-                        pending.pop(membership_id)
+                collect()
             deadline = time.monotonic() + timeout
             while pending and time.monotonic() < deadline:
-                for membership_id, started in list(pending.items()):
-                    if stage(membership_id) == "LOST":
-                        latencies.append(time.monotonic() - started)
-                        pending.pop(membership_id)
+                collect()
                 time.sleep(0.2)
         deliveries = [d for d in sandbox.whop.deliveries() if d.get("status") == 200]
     finally:
@@ -113,7 +111,7 @@ def run(changes: int, interval: float, timeout: float) -> dict:
         "lost": changes - len(latencies),
         "acknowledged_deliveries": len(deliveries),
         "p50_s": round(statistics.median(latencies), 2) if latencies else None,
-        "p95_s": round(percentile(latencies, 0.95), 2) if latencies else None,
+        "p95_s": round(common.percentile(latencies, 0.95), 2) if latencies else None,
         "max_s": round(max(latencies), 2) if latencies else None,
         "interval_s": interval,
     }

@@ -24,13 +24,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+# Neither reads pipeline settings at import, so they may come before prepare_environment().
+from whop_pipeline.sandbox.common import free_port
+from whop_pipeline.sandbox.readings import live_records
 
 # The sandbox command serves a dataset that starts on this day; the partitions must match it.
 SANDBOX_START_DATE = "2025-01-01"
@@ -52,6 +55,12 @@ def prepare_environment() -> None:
 
 
 # --- memory ------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile of ``values`` (``share`` in [0, 1])."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def peak_rss_mb() -> float:
@@ -123,14 +132,6 @@ def _pipeline_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-m", "whop_pipeline.cli"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -292,13 +293,40 @@ def created_in_windows(
     return in_worker(_count_created, whop_root, kind, iso)
 
 
+# Whop listing → (the dataset's object, whether a sync reads it by created_at window).
+WHOP_LISTINGS = {
+    "members": ("members", False),
+    "products": ("products", False),
+    "variants": ("plans", False),
+    "memberships": ("memberships", True),
+    "payments": ("payments", True),
+}
+
+
+def whop_minimum(
+    sandbox: SandboxProcess, windows: Sequence[tuple[dt.datetime, dt.datetime]]
+) -> list[tuple[dict[str, int], dict[str, int]]]:
+    """Per window: the rows each Whop listing must return to a sync reading that window (members,
+    products and variants in full) and the fewest calls that return them (pages of 100), counted
+    from the emulator's own dataset, not from what the pipeline fetched. Each windowed listing's
+    dump is read once, whatever the number of windows."""
+    counts = sandbox.whop_dataset()["counts"]
+    rows: list[dict[str, int]] = [{} for _ in windows]
+    for listing, (kind, windowed) in WHOP_LISTINGS.items():
+        if windowed:
+            _total, per_window = created_in_windows(sandbox.whop_root, kind, windows)
+        else:
+            per_window = [counts[kind]] * len(windows)
+        for window_rows, n in zip(rows, per_window, strict=True):
+            window_rows[listing] = n
+    return [(r, {listing: pages(n, WHOP_PAGE) for listing, n in r.items()}) for r in rows]
+
+
 def _live_counts(twenty_url: str) -> dict[str, int]:
     response = httpx.get(f"{twenty_url}/_sandbox/dump", timeout=600)
     response.raise_for_status()
-    return {
-        plural: sum(1 for record in records if not record.get("deletedAt"))
-        for plural, records in response.json().items()
-    }
+    dump = response.json()
+    return {plural: len(live_records(dump, plural)) for plural in dump}
 
 
 def twenty_live_counts(twenty_url: str) -> dict[str, int]:
@@ -332,10 +360,6 @@ def batches(rows: int, size: int = TWENTY_BATCH) -> int:
     return math.ceil(rows / size)
 
 
-def writes_by_endpoint(stats: dict[str, Any]) -> dict[str, int]:
-    return {k: v for k, v in stats["requests"].items() if not k.startswith("GET ")}
-
-
 def ratio(value: float, floor: float) -> float | None:
     if floor == 0:
         return None if value else 1.0
@@ -355,22 +379,13 @@ def pipeline_database(db_url: str | None, keep: bool = False) -> Iterator[str]:
         return
     import sqlalchemy as sa
 
-    url = sa.make_url(db_url)
-    if url.get_backend_name() != "postgresql":
+    from whop_pipeline_tests.postgres import scratch_schema
+
+    if sa.make_url(db_url).get_backend_name() != "postgresql":
         yield db_url
         return
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        if not keep:
-            with admin.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(db_url, "bench", keep=keep) as url:
+        yield url
 
 
 def describe_db(url: str) -> str:

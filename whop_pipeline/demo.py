@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from whop_pipeline.sandbox.readings import live_records, write_requests
 from whop_pipeline.settings import DATA_DIR
 
 DEMO_DIR = DATA_DIR / "demo"
@@ -33,14 +34,6 @@ def _say(text: str = "") -> None:
 def _heading(text: str) -> None:
     _say()
     _say(f"== {text} " + "=" * max(0, 72 - len(text)))
-
-
-def _live(dump: dict[str, list[dict]], plural: str) -> list[dict]:
-    return [r for r in dump.get(plural, []) if not r.get("deletedAt")]
-
-
-def _writes(stats: dict[str, Any]) -> dict[str, int]:
-    return {k: v for k, v in stats["requests"].items() if not k.startswith("GET ")}
 
 
 def _changes(whop: Any) -> tuple[list[str], list[str]]:
@@ -69,7 +62,7 @@ def _changed_records(
     payments: list[str],
 ) -> None:
     def by(dump: dict, plural: str, key: str) -> dict[str, dict]:
-        return {r[key]: r for r in _live(dump, plural)}
+        return {r[key]: r for r in live_records(dump, plural)}
 
     old_opps, new_opps = (
         by(before, "opportunities", "whopMembershipId"),
@@ -84,11 +77,11 @@ def _changed_records(
 
 
 def _summary(dump: dict[str, list[dict]]) -> None:
-    people = _live(dump, "people")
-    opportunities = _live(dump, "opportunities")
-    notes = _live(dump, "notes")
+    people = live_records(dump, "people")
+    opportunities = live_records(dump, "opportunities")
+    notes = live_records(dump, "notes")
     for plural in ("people", "opportunities", "notes", "noteTargets", "whopProducts"):
-        _say(f"  {plural:<14}{len(_live(dump, plural)):>6}")
+        _say(f"  {plural:<14}{len(live_records(dump, plural)):>6}")
     stages = Counter(o["stage"] for o in opportunities)
     _say("  stages        " + ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
     by_id = {p["id"]: p for p in people}
@@ -190,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
             inbox = store.status_counts(conn, "default")
         stats = httpx.get(f"{sandbox.twenty_url}/_sandbox/stats").json()
         _say(f"  {applied} events applied; inbox: {inbox}")
-        _say(f"  Twenty writes for them: {_writes(stats)}")
+        _say(f"  Twenty writes for them: {write_requests(stats)}")
         after = httpx.get(f"{sandbox.twenty_url}/_sandbox/dump", timeout=60).json()
         _changed_records(before, after, changed_memberships, changed_payments)
 
@@ -200,7 +193,7 @@ def main(args: argparse.Namespace) -> int:
         stats = httpx.get(f"{sandbox.twenty_url}/_sandbox/stats").json()
         _say()
         _say(report.table())
-        _say(f"  Twenty writes: {_writes(stats) or 'none'}")
+        _say(f"  Twenty writes: {write_requests(stats) or 'none'}")
 
         _heading("6. What landed in the CRM")
         dump = httpx.get(f"{sandbox.twenty_url}/_sandbox/dump", timeout=60).json()
@@ -209,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
         total = full_calls["total"]
         _say(
             f"  first full sync: {total} Twenty calls "
-            f"({sum(_writes(full_calls).values())} writes) = "
+            f"({sum(write_requests(full_calls).values())} writes) = "
             f"{total / TWENTY_CALLS_PER_MINUTE:.1f} min of a 100 calls/min budget"
         )
         _say(f"  demo finished in {time.monotonic() - started:.0f}s")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+
+from whop_pipeline_tests.postgres import scratch_schema
 
 # The daily partitions start a few weeks back: Dagster records an event per partition, and two years
 # of them would dominate the suite's time. Set before any pipeline module reads it.
@@ -49,17 +50,9 @@ def require_postgres() -> sa.Engine:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A SQLAlchemy URL whose search_path is a fresh, empty schema."""
-    admin = require_postgres()
-    schema = f"wp_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = sa.make_url(pg_admin_url()).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    require_postgres().dispose()
+    with scratch_schema(pg_admin_url(), "wp_test") as url:
+        yield url
 
 
 @pytest.fixture

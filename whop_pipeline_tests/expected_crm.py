@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from whop_pipeline.sandbox.readings import live_records
+
 STAGES = {
     ("active", False): "CUSTOMER",
     ("trialing", False): "CUSTOMER",
@@ -57,18 +59,14 @@ def payment_person(payment) -> str | None:
     return (payment.get("user") or {}).get("id") or payment.get("member_id")
 
 
-def live(dump: dict, plural: str) -> list[dict]:
-    return [r for r in dump.get(plural, []) if not r.get("deletedAt")]
-
-
 def crm_by_source(dump: dict) -> dict[str, Any]:
     """The CRM keyed by Whop ids, relations expressed as Whop ids too (comparable across runs)."""
-    people = {p["id"]: p for p in live(dump, "people")}
+    people = {p["id"]: p for p in live_records(dump, "people")}
     person_key = {pid: p.get("whopUserId") for pid, p in people.items()}
-    opps = {o["id"]: o for o in live(dump, "opportunities")}
-    notes = {n["id"]: n for n in live(dump, "notes")}
+    opps = {o["id"]: o for o in live_records(dump, "opportunities")}
+    notes = {n["id"]: n for n in live_records(dump, "notes")}
     targets = defaultdict(set)
-    for t in live(dump, "noteTargets"):
+    for t in live_records(dump, "noteTargets"):
         note = notes[t["noteId"]]["whopPaymentId"]
         if t.get("targetPersonId"):
             targets[note].add(("person", person_key[t["targetPersonId"]]))
@@ -99,5 +97,5 @@ def crm_by_source(dump: dict) -> dict[str, Any]:
             n["whopPaymentId"]: (n["title"], n["bodyV2"]["markdown"]) for n in notes.values()
         },
         "targets": dict(targets),
-        "products": {p["whopProductId"]: p["name"] for p in live(dump, "whopProducts")},
+        "products": {p["whopProductId"]: p["name"] for p in live_records(dump, "whopProducts")},
     }

@@ -132,11 +132,6 @@ class Pipeline:
         return httpx.get(f"{self.sandbox.twenty_url}/_sandbox/dump", timeout=60).json()
 
 
-def twenty_writes(stats: dict[str, Any]) -> dict[str, int]:
-    """Non-GET API calls by endpoint (what a sync spent on writing)."""
-    return {k: v for k, v in stats["requests"].items() if not k.startswith("GET ")}
-
-
 def set_env(monkeypatch, values: dict[str, str]) -> None:
     for name, value in values.items():
         monkeypatch.setenv(name, value)

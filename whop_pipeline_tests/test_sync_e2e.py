@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from whop_pipeline.sandbox.readings import live_records, write_requests
 from whop_pipeline.sync import run_sync
 from whop_pipeline_tests.expected_crm import (
     STAGES,
     crm_by_source,
     expected_people,
-    live,
     membership_person,
     payment_person,
 )
-from whop_pipeline_tests.pipeline import Pipeline, set_env, start_test_sandbox, twenty_writes
+from whop_pipeline_tests.pipeline import Pipeline, set_env, start_test_sandbox
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.dagster, pytest.mark.e2e]
 
@@ -32,18 +32,18 @@ def test_full_sync_lands_exactly_the_dataset(pipeline, monkeypatch):
     dump = pipeline.twenty_dump()
 
     people = expected_people(data)
-    assert {p["whopUserId"] for p in live(dump, "people")} == set(people)
-    assert len(live(dump, "people")) == len(people)  # no duplicates
-    for record in live(dump, "people"):
+    assert {p["whopUserId"] for p in live_records(dump, "people")} == set(people)
+    assert len(live_records(dump, "people")) == len(people)  # no duplicates
+    for record in live_records(dump, "people"):
         emails = record["emails"]
         assert emails["primaryEmail"] == people[record["whopUserId"]]["primary"]
         assert (emails.get("additionalEmails") or None) == people[record["whopUserId"]][
             "additional"
         ]
 
-    person_ids = {p["whopUserId"]: p["id"] for p in live(dump, "people")}
+    person_ids = {p["whopUserId"]: p["id"] for p in live_records(dump, "people")}
     memberships = {m["id"]: m for m in data.rendered("memberships")}
-    opps = live(dump, "opportunities")
+    opps = live_records(dump, "opportunities")
     assert {o["whopMembershipId"] for o in opps} == set(memberships)
     for opp in opps:
         membership = memberships[opp["whopMembershipId"]]
@@ -54,7 +54,7 @@ def test_full_sync_lands_exactly_the_dataset(pipeline, monkeypatch):
     assert {o["stage"] for o in opps} == {"CUSTOMER", "NEGOTIATION", "LOST", "NEW"}
 
     payments = {p["id"]: p for p in data.rendered("payments")}
-    notes = live(dump, "notes")
+    notes = live_records(dump, "notes")
     assert {n["whopPaymentId"] for n in notes} == set(payments)
     expected_targets = {
         (pid, "person", payment_person(p)) for pid, p in payments.items() if payment_person(p)
@@ -67,9 +67,9 @@ def test_full_sync_lands_exactly_the_dataset(pipeline, monkeypatch):
     assert {
         (pid, kind, key) for pid, links in targets.items() for kind, key in links
     } == expected_targets
-    assert len(live(dump, "noteTargets")) == len(expected_targets)
+    assert len(live_records(dump, "noteTargets")) == len(expected_targets)
 
-    assert {p["whopProductId"] for p in live(dump, "whopProducts")} == {
+    assert {p["whopProductId"] for p in live_records(dump, "whopProducts")} == {
         p["id"] for p in data.rendered("products")
     }
     assert report.counts("twenty_people")["created"] == len(people)
@@ -80,7 +80,7 @@ def test_resync_writes_nothing_and_one_change_writes_one_call(pipeline, monkeypa
     sync(pipeline, monkeypatch)
     pipeline.reset_stats()
     report = sync(pipeline, monkeypatch)
-    assert twenty_writes(pipeline.twenty_stats()) == {}
+    assert write_requests(pipeline.twenty_stats()) == {}
     assert report.counts("twenty_people")["unchanged"] == len(
         expected_people(pipeline.sandbox.whop.dataset)
     )
@@ -91,11 +91,11 @@ def test_resync_writes_nothing_and_one_change_writes_one_call(pipeline, monkeypa
     pipeline.sandbox.whop.update_membership(active["id"], status="canceled")
     pipeline.reset_stats()
     report = sync(pipeline, monkeypatch)
-    assert twenty_writes(pipeline.twenty_stats()) == {"POST /rest/batch/opportunities": 1}
+    assert write_requests(pipeline.twenty_stats()) == {"POST /rest/batch/opportunities": 1}
     assert report.counts("twenty_opportunities")["updated"] == 1
     opp = next(
         o
-        for o in live(pipeline.twenty_dump(), "opportunities")
+        for o in live_records(pipeline.twenty_dump(), "opportunities")
         if o["whopMembershipId"] == active["id"]
     )
     assert opp["stage"] == "LOST" and opp["whopMembershipStatus"] == "canceled"
@@ -113,7 +113,8 @@ def test_an_existing_contact_is_linked_not_duplicated(sqlite_pipeline, monkeypat
         },
     )
     sync(sqlite_pipeline, monkeypatch)
-    people = live(sqlite_pipeline.twenty_dump(), "people")
+    dump = sqlite_pipeline.twenty_dump()
+    people = live_records(dump, "people")
     matching = [p for p in people if p["emails"]["primaryEmail"] == member["email"].lower()]
     assert len(matching) == 1
     linked = matching[0]
@@ -121,20 +122,18 @@ def test_an_existing_contact_is_linked_not_duplicated(sqlite_pipeline, monkeypat
     assert linked["whopUserId"] == member["user"]["id"]
     assert linked["jobTitle"] == "CEO"  # a field the pipeline does not own survives
     opps = [
-        o
-        for o in live(sqlite_pipeline.twenty_dump(), "opportunities")
-        if o["pointOfContactId"] == existing["id"]
+        o for o in live_records(dump, "opportunities") if o["pointOfContactId"] == existing["id"]
     ]
     assert opps, "the member's opportunities point at the existing contact"
 
 
 def test_dry_run_writes_nothing(sqlite_pipeline, monkeypatch):
     report = sync(sqlite_pipeline, monkeypatch, dry_run=True)
-    assert twenty_writes(sqlite_pipeline.twenty_stats()) == {}
+    assert write_requests(sqlite_pipeline.twenty_stats()) == {}
     assert report.counts("twenty_people")["created"] == len(
         expected_people(sqlite_pipeline.sandbox.whop.dataset)
     )
-    assert live(sqlite_pipeline.twenty_dump(), "people") == []
+    assert live_records(sqlite_pipeline.twenty_dump(), "people") == []
 
 
 def test_faults_and_throttling_end_in_the_same_crm(sqlite_pipeline, monkeypatch, tmp_path):

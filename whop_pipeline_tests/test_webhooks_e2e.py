@@ -11,9 +11,9 @@ import pytest
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.receiver import create_receiver_app
 from whop_pipeline.sandbox.common import BackgroundServer
+from whop_pipeline.sandbox.readings import live_records
 from whop_pipeline.sync import run_sync
 from whop_pipeline_tests.daemon import Daemon
-from whop_pipeline_tests.expected_crm import live
 from whop_pipeline_tests.pipeline import Pipeline, set_env, start_test_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sandbox, pytest.mark.dagster]
@@ -46,7 +46,7 @@ def test_a_membership_change_reaches_twenty_through_the_daemon(tmp_path, monkeyp
             while time.monotonic() < deadline:
                 opp = next(
                     o
-                    for o in live(pipeline.twenty_dump(), "opportunities")
+                    for o in live_records(pipeline.twenty_dump(), "opportunities")
                     if o["whopMembershipId"] == membership["id"]
                 )
                 stage = opp["stage"]

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.processing import process_batch
+from whop_pipeline.sandbox.readings import live_records
 from whop_pipeline.store.raw import read_raw
 from whop_pipeline.sync import run_sync
-from whop_pipeline_tests.expected_crm import live
 from whop_pipeline_tests.inbox.webhook_helpers import envelope, later, put
 from whop_pipeline_tests.pipeline import set_env
 
@@ -40,7 +40,7 @@ def process(pipeline, ids, key="batch-1", **resources):
 def opportunity(pipeline, membership_id):
     return next(
         o
-        for o in live(pipeline.twenty_dump(), "opportunities")
+        for o in live_records(pipeline.twenty_dump(), "opportunities")
         if o["whopMembershipId"] == membership_id
     )
 
@@ -145,7 +145,9 @@ def test_a_refund_rereads_its_payment(synced):
     assert report.done == [row] and report.affected.fetched == 1
     assert synced.whop_stats()["requests"] == {f"GET /api/v1/payments/{payment['id']}": 1}
     note = next(
-        n for n in live(synced.twenty_dump(), "notes") if n["whopPaymentId"] == payment["id"]
+        n
+        for n in live_records(synced.twenty_dump(), "notes")
+        if n["whopPaymentId"] == payment["id"]
     )
     assert note["title"].startswith("Payment refunded")
 
@@ -163,7 +165,9 @@ def test_a_new_membership_brings_its_missing_member(synced):
     assert report.done == [row] and report.affected.fetched == 1
     opp = opportunity(synced, created["id"])
     person = next(
-        p for p in live(synced.twenty_dump(), "people") if p["id"] == opp["pointOfContactId"]
+        p
+        for p in live_records(synced.twenty_dump(), "people")
+        if p["id"] == opp["pointOfContactId"]
     )
     assert person["whopUserId"] == (member["user"] or {}).get("id", member["id"])
 
