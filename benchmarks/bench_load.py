@@ -22,7 +22,9 @@ order:
 from __future__ import annotations
 
 import collections
+import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -34,8 +36,9 @@ from whop_pipeline.sandbox.readings import write_requests
 TWENTY_CALLS_PER_MINUTE = 100  # the real server's limit, for the projection
 STAGES = {
     "extract": ("whop_members", "whop_products", "whop_memberships", "whop_payments"),
-    "transform": ("crm_people", "crm_products", "crm_opportunities", "crm_notes", "crm_note_targets"),
-    "load": ("twenty_schema", "twenty_people", "twenty_products", "twenty_opportunities", "twenty_notes"),
+    "transform": ("crm_records",),
+    "load": ("twenty_schema", "twenty_people", "twenty_products", "twenty_opportunities",
+             "twenty_notes", "twenty_note_targets"),
 }  # fmt: skip
 # The statuses the 1% change cycles through (each membership gets the first that differs from its
 # own): cancellations, reactivations, dunning, expiry and cancel-at-period-end.
@@ -79,7 +82,8 @@ def sync(
     called, started = time.time(), time.perf_counter()
     report = run_sync(mode, instance=instance, printer=progress)
     wall = time.perf_counter() - started
-    peak = common.peak_rss_mb()  # before this benchmark reads the run's events back
+    # This sync's own peak (sampled), not the process's high-water mark of earlier syncs.
+    peak = sampler.peak_between(called, time.time()) or common.peak_rss_mb()
     timing = common.run_timing(instance, report.run_id, called, time.time())
     return SyncRun(
         label=label,
@@ -227,16 +231,19 @@ def change_memberships(sandbox: common.SandboxProcess, share: float) -> dict[str
     }
 
 
-def run(dataset: str, db_url: str | None, keep: bool, change_share: float) -> dict[str, Any]:
+def run(
+    dataset: str, db_url: str | None, keep: bool, change_share: float, scale: int = 1
+) -> dict[str, Any]:
     common.prepare_environment()
     results: dict[str, Any] = {
         "benchmark": "load",
         "dataset": dataset,
+        "scale": scale,
         "at": common.utc_now(),
         "client_twenty_calls_per_minute": common.FAST_TWENTY_PER_MINUTE,
         "server_twenty_calls_per_minute": common.FAST_TWENTY_SERVER_PER_MINUTE,
     }
-    with common.start_sandbox_process(dataset) as sandbox:
+    with common.start_sandbox_process(dataset, scale=scale) as sandbox:
         results["sandbox_counts"] = sandbox.whop_dataset()["counts"]
         results["sandbox_start_s"] = sandbox.started_s
         with common.pipeline_database(db_url, keep) as url, common.dagster_instance() as instance:
@@ -401,8 +408,8 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"    write calls vs floor of the change: {common.fmt_ratio(changed['ratio'])}",
         *_sync_lines(changed),
         "",
-        "  4. incremental sync (members and products in full, the last two days of memberships"
-        " and payments)",
+        "  4. incremental sync (products, new members, the last two days of memberships and"
+        " payments; CRM records rebuilt for what changed)",
         f"    Twenty record writes {inc['twenty']['record_writes_total']};"
         f" Whop calls {inc['whop_calls_total']:,} vs minimum {minimum_inc:,}"
         f" ({common.fmt_ratio(common.ratio(inc['whop_calls_total'], minimum_inc))})",
@@ -412,14 +419,71 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def scaled_run(args: Any) -> dict[str, Any]:
+    """The same benchmark at ``--compare-scale`` times the dataset, in a fresh process (so its peak
+    RSS is its own), as JSON."""
+    command = [
+        sys.executable, "-m", "benchmarks.bench_load", "--json", "--compare-scale", "0",
+        "--dataset", args.dataset, "--scale", str(args.compare_scale),
+        "--change", str(args.change),
+    ]  # fmt: skip
+    if args.db_url:
+        command += ["--db-url", args.db_url]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"the scale {args.compare_scale} run failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout)
+
+
+def scale_lines(base: dict[str, Any], scaled: dict[str, Any]) -> list[str]:
+    """Peak RSS and incremental cost at both sizes: they must not grow with the account."""
+    lines = [
+        "",
+        f"  5. the same at scale {scaled['scale']} (a fresh process): does cost follow the account?",
+        f"    {'':<22}{'scale ' + str(base['scale']):>14}{'scale ' + str(scaled['scale']):>14}"
+        f"{'ratio':>9}",
+    ]
+    rows = [
+        ("full sync peak RSS MB", base["full"]["peak_rss_mb"], scaled["full"]["peak_rss_mb"]),
+        ("re-sync peak RSS MB", base["resync"]["peak_rss_mb"], scaled["resync"]["peak_rss_mb"]),
+        ("incremental wall s", base["incremental"]["wall_s"], scaled["incremental"]["wall_s"]),
+        (
+            "incremental Whop calls",
+            base["incremental"]["whop_calls_total"],
+            scaled["incremental"]["whop_calls_total"],
+        ),
+        (
+            "incremental writes",
+            base["incremental"]["twenty"]["record_writes_total"],
+            scaled["incremental"]["twenty"]["record_writes_total"],
+        ),
+        ("full sync wall s", base["full"]["wall_s"], scaled["full"]["wall_s"]),
+    ]
+    for label, a, b in rows:
+        lines.append(
+            f"    {label:<22}{a:>14,.1f}{b:>14,.1f}{common.fmt_ratio(common.ratio(b, a)):>9}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.sync_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--change", type=float, default=0.01, help="share of memberships to change (0.01)"
     )
+    parser.add_argument(
+        "--compare-scale",
+        type=int,
+        default=2,
+        help="also run at this scale in a fresh process and compare (0: skip)",
+    )
     args = parser.parse_args(argv)
-    results = run(args.dataset, args.db_url, args.keep, args.change)
-    common.emit(results, summary_lines(results), args.json)
+    results = run(args.dataset, args.db_url, args.keep, args.change, args.scale)
+    lines = summary_lines(results)
+    if args.compare_scale:
+        results["scaled"] = scaled_run(args)
+        lines += scale_lines(results, results["scaled"])
+    common.emit(results, lines, args.json)
     failed = [
         k for k in ("full", "resync", "after_change", "incremental") if not results[k]["success"]
     ]

@@ -59,7 +59,8 @@ TARGET_RATE = 500.0
 TARGET_P99_MS = 50.0
 
 
-# The unchanging part of a payment.succeeded payload (reference §8.2, trimmed).
+# The unchanging part of a payment.succeeded payload, a Payment (docs/whop-api.md#payments),
+# trimmed.
 _PAYMENT: dict[str, Any] = {
     "status": "paid", "substatus": "succeeded", "billing_reason": "subscription_cycle",
     "created_at": "2026-10-03T14:22:12.000Z", "updated_at": "2026-10-03T14:22:19.804Z",

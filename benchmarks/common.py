@@ -199,6 +199,7 @@ def start_sandbox_process(
     *,
     twenty_rate_limit: float = FAST_TWENTY_SERVER_PER_MINUTE,
     seed: int = 0,
+    scale: int = 1,
     timeout: float = 300.0,
 ) -> SandboxProcess:
     """Start ``whop-pipeline sandbox`` on free ports and wait until both emulators answer."""
@@ -210,6 +211,7 @@ def start_sandbox_process(
         "sandbox",
         "--dataset", dataset,
         "--seed", str(seed),
+        "--scale", str(scale),
         "--whop-port", str(whop_port),
         "--twenty-port", str(twenty_port),
         "--twenty-rate-limit", str(twenty_rate_limit),
@@ -341,6 +343,9 @@ def sync_parser(description: str) -> argparse.ArgumentParser:
     """The options every sync benchmark takes: dataset, pipeline database, output format."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", choices=("tiny", "small", "large"), default="large")
+    parser.add_argument(
+        "--scale", type=int, default=1, help="dataset scale: members, memberships, payments x N"
+    )
     parser.add_argument(
         "--db-url",
         help="pipeline database (default: SQLite in a temporary folder); a Postgres URL gets a "

@@ -9,6 +9,7 @@ import dagster as dg
 
 from whop_pipeline.crm.definitions import defs as crm_defs
 from whop_pipeline.inbox.definitions import defs as inbox_defs
+from whop_pipeline.orchestration.definitions import defs as orchestration_defs
 from whop_pipeline.resources import build_resources
 from whop_pipeline.twenty.definitions import defs as twenty_defs
 from whop_pipeline.whop.definitions import defs as whop_defs
@@ -16,9 +17,17 @@ from whop_pipeline.whop.definitions import defs as whop_defs
 SYSTEM_DEFS = [whop_defs, crm_defs, twenty_defs, inbox_defs]
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
+def build_defs() -> dg.Definitions:
+    """The whole project's definitions, resources read from the environment now. Commands that
+    run a job in-process call this directly (no code-location load context involved)."""
     return dg.Definitions.merge(
         *SYSTEM_DEFS,
+        orchestration_defs,
         dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
     )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location's entry point (``dg dev``, the daemon, the webserver)."""
+    return build_defs()

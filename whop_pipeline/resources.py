@@ -10,8 +10,6 @@ import os
 
 import dagster as dg
 
-from whop_pipeline.crm.assets import CRM_IO_MANAGER
-from whop_pipeline.crm.io_manager import CrmFrameIOManager
 from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_WHOP_API_BASE_URL
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty.resource import TwentyResource
@@ -27,7 +25,7 @@ def _number(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManager]:
+def build_resources() -> dict[str, dg.ConfigurableResource]:
     connection = os.environ.get("WHOP_PIPELINE_CONNECTION") or DEFAULT_CONNECTION
     return {
         "pipeline_db": PipelineDatabase(
@@ -45,5 +43,4 @@ def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOMa
             max_calls_per_minute=_number("TWENTY_MAX_CALLS_PER_MINUTE", 100.0),
             batch_size=int(_number("TWENTY_BATCH_SIZE", 200)),
         ),
-        CRM_IO_MANAGER: CrmFrameIOManager(),
     }

@@ -1,5 +1,6 @@
-"""What the CRM must hold after a sync, derived from the Whop dataset with the rules of DESIGN §3
-written out again here (not by calling the pipeline's own mapping), and helpers to compare a CRM."""
+"""What the CRM must hold after a sync, derived from the Whop dataset with the mapping rules of
+README.md#the-mapping written out again here (not by calling the pipeline's own mapping), and
+helpers to compare a CRM."""
 
 from __future__ import annotations
 

@@ -11,16 +11,14 @@ import dagster as dg
 import httpx
 import sqlalchemy as sa
 
-from whop_pipeline.crm.assets import CRM_IO_MANAGER
-from whop_pipeline.crm.io_manager import CrmFrameIOManager
+from whop_pipeline.orchestration.partitions import daily_partitions
+from whop_pipeline.orchestration.tags import range_tags
 from whop_pipeline.sandbox.runner import Sandbox, start_sandbox
 from whop_pipeline.settings import start_date_from_env
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty.resource import TwentyResource
-from whop_pipeline.whop.partitions import daily_partitions
 from whop_pipeline.whop.resource import WhopResource
-from whop_pipeline.whop.schedules import range_tags
 
 FAST = 100_000  # rate limits high enough never to slow a test down
 
@@ -74,7 +72,6 @@ class Pipeline:
             "pipeline_db": PipelineDatabase(url=self.db_url, connection_name=self.connection),
             "whop": self.whop(),
             "twenty": self.twenty(),
-            CRM_IO_MANAGER: CrmFrameIOManager(),
         }
         resources.update(overrides)
         return resources
@@ -99,9 +96,10 @@ class Pipeline:
         selection: Sequence[Any] | None = None,
         instance: dg.DagsterInstance | None = None,
         raise_on_error: bool = True,
+        tags: dict[str, str] | None = None,
         **resource_overrides: Any,
     ) -> dg.ExecuteInProcessResult:
-        tags = range_tags(*partitions) if partitions else None
+        tags = {**(range_tags(*partitions) if partitions else {}), **(tags or {})} or None
         run = lambda inst: dg.materialize(  # noqa: E731
             assets,
             instance=inst,

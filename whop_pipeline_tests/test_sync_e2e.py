@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from whop_pipeline.cli.sync import run_sync
 from whop_pipeline.sandbox.readings import live_records, write_requests
-from whop_pipeline.sync import run_sync
 from whop_pipeline_tests.expected_crm import (
     STAGES,
     crm_by_source,
@@ -73,7 +73,7 @@ def test_full_sync_lands_exactly_the_dataset(pipeline, monkeypatch):
         p["id"] for p in data.rendered("products")
     }
     assert report.counts("twenty_people")["created"] == len(people)
-    assert report.counts("twenty_notes", "targets_")["created"] == len(expected_targets)
+    assert report.counts("twenty_note_targets")["created"] == len(expected_targets)
 
 
 def test_resync_writes_nothing_and_one_change_writes_one_call(pipeline, monkeypatch):

@@ -8,11 +8,11 @@ import time
 import dagster as dg
 import pytest
 
+from whop_pipeline.cli.sync import run_sync
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.receiver import create_receiver_app
 from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.sandbox.readings import live_records
-from whop_pipeline.sync import run_sync
 from whop_pipeline_tests.daemon import Daemon
 from whop_pipeline_tests.pipeline import Pipeline, set_env, start_test_sandbox
 

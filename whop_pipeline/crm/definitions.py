@@ -1,15 +1,7 @@
-"""The transform assets (raw mirror → CRM frames)."""
+"""The transform assets (mirror changes → CRM records)."""
 
 import dagster as dg
 
 from whop_pipeline.crm import assets
 
-defs = dg.Definitions(
-    assets=[
-        assets.crm_people,
-        assets.crm_products,
-        assets.crm_opportunities,
-        assets.crm_notes,
-        assets.crm_note_targets,
-    ]
-)
+defs = dg.Definitions(assets=[assets.crm_records])

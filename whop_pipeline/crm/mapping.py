@@ -1,5 +1,6 @@
-"""Pure mapping rules from Whop objects to Twenty records (DESIGN §3). No I/O, no pandas: each
-function takes plain values or raw Whop JSON and returns plain values, so each rule is tested alone.
+"""Pure mapping rules from Whop objects to Twenty records (README.md#the-mapping). No I/O, no
+pandas: each function takes plain values or raw Whop JSON and returns plain values, so each rule is
+tested alone.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Apply webhook events to the raw mirror, last-write-wins on each object's ``updated_at``, so
 duplicated and out-of-order deliveries converge on the newest state.
 
-Refunds and disputes arrive in legacy shapes (reference §5.1, §7): rather than translate them, the
-payment they name is read again from the API. A membership or payment whose member (or a payment
+Refunds and disputes arrive in legacy shapes (docs/whop-api.md#webhooks): rather than translate
+them, the payment they name is read again from the API. A membership or payment whose member (or a payment
 whose membership) is not in the mirror yet has it fetched too, so the CRM never gets half a link.
 """
 
@@ -15,8 +15,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from whop_pipeline.crm.frames import membership_person_key, payment_person_key
-from whop_pipeline.crm.mapping import member_person_key
 from whop_pipeline.store.raw import UpsertCounts, read_raw, upsert_raw
 from whop_pipeline.store.tables import RAW_TABLES
 from whop_pipeline.whop.client import WhopApiError, WhopClient
@@ -46,12 +44,9 @@ IGNORED_TYPES = {"product.deleted", "plan.deleted"}  # the CRM keeps what it has
 
 @dataclass
 class Affected:
-    """What the applied events touched, to be pushed to Twenty."""
+    """What the applied events touched: mirror ids by table, to be rebuilt and pushed to Twenty."""
 
-    person_keys: set[str] = field(default_factory=set)
-    memberships: set[str] = field(default_factory=set)
-    payments: set[str] = field(default_factory=set)
-    products: bool = False
+    ids: dict[str, set[str]] = field(default_factory=dict)
     mirror: UpsertCounts = field(default_factory=UpsertCounts)
     fetched: int = 0
     ignored: list[int] = field(default_factory=list)
@@ -74,14 +69,7 @@ def _write(
     affected: Affected,
 ) -> None:
     affected.mirror.add(upsert_raw(conn, table, connection, [to_raw_record(model, seen)]))
-    if isinstance(model, Membership):
-        affected.memberships.add(model.id)
-    elif isinstance(model, Payment):
-        affected.payments.add(model.id)
-    elif isinstance(model, Member):
-        affected.person_keys.add(member_person_key(model.to_json()))
-    else:
-        affected.products = True
+    affected.ids.setdefault(table, set()).add(model.id)
 
 
 def _missing(
@@ -139,20 +127,19 @@ def _complete_links(
     """Fetch the memberships of affected payments, then the members of affected memberships and
     payments, when the mirror lacks them."""
     now = dt.datetime.now(dt.UTC)
-    payments = read_raw(conn, "payments", connection, ids=sorted(affected.payments))
+    payments = read_raw(conn, "payments", connection, ids=sorted(affected.ids.get("payments", ())))
     membership_ids = (p.get("membership_id") for p in payments)
     for membership_id in _missing(conn, connection, "memberships", membership_ids):
         if (membership := _fetch(whop, "memberships", membership_id)) is not None:
             _write(conn, connection, "memberships", membership, now, affected)
             affected.fetched += 1
-    memberships = read_raw(conn, "memberships", connection, ids=sorted(affected.memberships))
+    touched = sorted(affected.ids.get("memberships", ()))
+    memberships = read_raw(conn, "memberships", connection, ids=touched)
     member_ids = [m.get("member_id") for m in memberships] + [p.get("member_id") for p in payments]
     for member_id in _missing(conn, connection, "members", member_ids):
         if (member := _fetch(whop, "members", member_id)) is not None:
             _write(conn, connection, "members", member, now, affected)
             affected.fetched += 1
-    affected.person_keys |= {k for m in memberships if (k := membership_person_key(m))}
-    affected.person_keys |= {k for p in payments if (k := payment_person_key(p))}
 
 
 def _fetch(whop: WhopClient, resource: str, object_id: str) -> WhopModel | None:

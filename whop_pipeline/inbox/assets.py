@@ -6,8 +6,8 @@ import sqlalchemy as sa
 
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.processing import process_batch
+from whop_pipeline.orchestration.tags import INBOX_BATCH_TAG, TWENTY_POOL
 from whop_pipeline.store.resource import PipelineDatabase
-from whop_pipeline.twenty.assets import TWENTY_POOL
 from whop_pipeline.twenty.resource import TwentyResource
 from whop_pipeline.whop.resource import WhopResource
 
@@ -21,9 +21,7 @@ class InboxBatchConfig(dg.Config):
 
 def _run_key(context: dg.AssetExecutionContext) -> str:
     tags = context.run.tags
-    return (
-        tags.get("dagster/run_key") or tags.get("whop/inbox_batch") or f"run-{context.run.run_id}"
-    )
+    return tags.get("dagster/run_key") or tags.get(INBOX_BATCH_TAG) or f"run-{context.run.run_id}"
 
 
 @dg.asset(group_name="inbox", kinds={"whop", "twenty"}, pool=TWENTY_POOL)
@@ -60,6 +58,8 @@ def whop_webhook_inbox(
         metadata["mirror_written"] = report.affected.mirror.written
         metadata["mirror_stale_ignored"] = report.affected.mirror.stale
         metadata["whop_fetches"] = report.affected.fetched
+    if report.built is not None:
+        metadata["crm_records_changed"] = sum(report.built.changed_count.values())
     for name, counts in report.counts.items():
         metadata.update({f"{name}_{k}": v for k, v in counts.metadata().items() if v})
     context.log.info(str(metadata))

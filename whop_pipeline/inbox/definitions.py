@@ -1,12 +1,10 @@
-"""The webhook path: the inbox asset and its check, the job the sensor launches, the sensor."""
+"""The webhook path's assets: the inbox batch and its check."""
 
 import dagster as dg
 
-from whop_pipeline.inbox import assets, sensor
+from whop_pipeline.inbox import assets
 
 defs = dg.Definitions(
     assets=[assets.whop_webhook_inbox],
     asset_checks=[assets.whop_webhook_inbox_has_no_dead_events],
-    jobs=[sensor.whop_inbox_job],
-    sensors=[sensor.whop_webhook_sensor],
 )

@@ -1,4 +1,5 @@
-"""Whop webhook envelopes (reference §5.2) turned into inbox events. Pure: no I/O, no clock.
+"""Whop webhook envelopes (docs/whop-api.md#envelope) turned into inbox events. Pure: no I/O, no
+clock.
 
 An envelope is ``{"id", "type", "api_version", "api_version_date", "account_id", "timestamp",
 "data": {...the REST object...}, "previous_attributes"?}``. The inbox keeps the whole envelope as

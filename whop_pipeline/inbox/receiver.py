@@ -14,8 +14,8 @@
 ``GET /healthz`` answers 200 ``{"status": "ok"}`` when the inbox table can be read, else 503.
 
 Whop signs with the raw UTF-8 bytes of the whole ``ws_...`` secret, so each connection's verifier is
-``standardwebhooks.Webhook(base64(secret))`` (reference §5.3). Secrets and signatures are never
-logged or echoed.
+``standardwebhooks.Webhook(base64(secret))`` (docs/whop-api.md#signatures). Secrets and signatures
+are never logged or echoed.
 
 Writes go through ``InboxWriter`` (group commit, ``writer.py``): one thread stores everything
 queued since its last commit in one transaction, then answers each waiting request.
@@ -35,7 +35,6 @@ Configuration of ``whop-pipeline webhooks serve``:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -44,12 +43,10 @@ import json
 import logging
 import os
 import re
-import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
-import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -60,7 +57,7 @@ from starlette.routing import Route
 from whop_pipeline.inbox.events import MalformedEvent, decode_envelope
 from whop_pipeline.inbox.store import NewEvent, inbox
 from whop_pipeline.inbox.writer import InboxUnavailable, InboxWriter
-from whop_pipeline.settings import DEFAULT_CONNECTION, SettingsError, db_url_from_env
+from whop_pipeline.settings import DEFAULT_CONNECTION, SettingsError
 from whop_pipeline.store.database import get_engine
 
 log = logging.getLogger(__name__)
@@ -276,38 +273,3 @@ def connection_secrets_from_env(environ: Mapping[str, str] | None = None) -> dic
     if problems:
         raise SettingsError(f"{where}: " + "; ".join(problems))
     return secrets
-
-
-def main(args: argparse.Namespace) -> int:
-    """``whop-pipeline webhooks serve``: the receiver in the foreground until Ctrl-C."""
-    secrets = connection_secrets_from_env()
-    db_url = db_url_from_env()
-    shown_url = sa.make_url(db_url).render_as_string(hide_password=True)
-    try:
-        get_engine(db_url)  # connect and migrate now: a wrong URL fails at start, not per delivery
-    except Exception as exc:
-        print(
-            f"whop-pipeline: cannot open the pipeline database {shown_url}: {type(exc).__name__}",
-            file=sys.stderr,
-        )
-        return 1
-    app = create_receiver_app(db_url=db_url, secrets=secrets)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for name in secrets:
-        print(
-            f"whop-pipeline: receiving Whop webhooks on http://{args.host}:{args.port}/webhooks/whop/{name}"
-        )
-    print(f"whop-pipeline: storing them in {shown_url}; Ctrl-C stops", flush=True)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        access_log=False,  # rejections are logged by the receiver itself; 200s would drown them
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
-    return 0

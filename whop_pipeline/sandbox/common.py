@@ -70,12 +70,18 @@ class RequestStats:
 
 @dataclass
 class FaultPlan:
-    """Latency and random faults: 500s, 429s and dropped connections, in equal shares of ``rate``."""
+    """Latency and random faults: 500s, 429s and dropped connections, in equal shares of ``rate``.
+
+    Latency is awaited through ``sleep`` (``asyncio.sleep``); tests replace it to see the requested
+    delays without a clock."""
 
     latency_ms: float = 0.0
     rate: float = 0.0
     seed: int | None = None
     retry_after_seconds: float = 1.0
+    sleep: Callable[[float], Awaitable[Any]] = field(
+        default=asyncio.sleep, repr=False, compare=False
+    )
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +156,7 @@ class SandboxMiddleware:
 
         query = scope.get("query_string", b"").decode()
         if self.faults.latency_ms:
-            await asyncio.sleep(self.faults.latency_ms / 1000)
+            await self.faults.sleep(self.faults.latency_ms / 1000)
         fault = self.faults.pick()
         if fault is not None:
             self.stats.record_fault()

@@ -1,15 +1,21 @@
 """Deterministic Whop datasets for the emulator, the tests and the benchmarks.
 
-``generate_dataset(size, seed, start_date, now)`` builds one account with products, variants (plans),
-members, memberships and payments. The same arguments always give the same data. Records are compact
-slotted dataclasses holding ids, enums, integer minor-unit amounts and integer epoch milliseconds; the
-emulator renders the full API shape on demand (``whop_pipeline.sandbox.whop.render``), which keeps the
-large dataset (20,000 members, 25,000 memberships, 100,000 payments) near 100 MB.
+``generate_dataset(size, seed, start_date, now, scale)`` builds one account with products, variants
+(plans), members, memberships and payments. The same arguments always give the same data. Records
+are compact slotted dataclasses holding ids, enums, integer minor-unit amounts and integer epoch
+milliseconds; the emulator renders the full API shape on demand
+(``whop_pipeline.sandbox.whop.render``), which keeps the large dataset (20,000 members, 25,000
+memberships, 100,000 payments) near 100 MB.
 
 Every size contains the cases the pipeline must handle: members without email, two emails equal
 ignoring case, business buyers (no user), one-time purchases without a membership, all nine
 membership statuses, ``cancel_at_period_end`` on active memberships, failed and refunded payments,
 three-plus currencies including zero-decimal JPY, unicode names, names with commas, one-word names.
+
+``scale`` (an integer, default 1) multiplies the members, memberships and payments of the preset;
+products and plans stay (``large`` at scale 2: 40,000 members, 50,000 memberships, 200,000
+payments). Scale 1 is exactly the preset, and the account, products and plans are the same at every
+scale (they are drawn before anything the scale changes).
 """
 
 from __future__ import annotations
@@ -39,6 +45,15 @@ class SizeSpec:
     memberships: int
     payments: int
     products: int
+
+    def scaled(self, scale: int) -> SizeSpec:
+        """This preset with ``scale`` times the members, memberships and payments."""
+        return SizeSpec(
+            members=self.members * scale,
+            memberships=self.memberships * scale,
+            payments=self.payments * scale,
+            products=self.products,
+        )
 
 
 SIZES: dict[str, SizeSpec] = {
@@ -188,8 +203,10 @@ class WhopDataset:
         members: list[Member],
         memberships: list[Membership],
         payments: list[Payment],
+        scale: int = 1,
     ) -> None:
         self.size, self.seed, self.start_date, self.now = size, seed, start_date, now
+        self.scale = scale
         self.account = account
         self.products, self.plans, self.members = products, plans, members
         self.memberships, self.payments = memberships, payments
@@ -235,16 +252,20 @@ def generate_dataset(
     seed: int = 0,
     start_date: date = date(2025, 1, 1),
     now: datetime | None = None,
+    scale: int = 1,
 ) -> WhopDataset:
-    """Build the dataset for ``size`` deterministically from ``(size, seed, start_date, now)``.
+    """Build the dataset for ``size`` deterministically from
+    ``(size, seed, start_date, now, scale)``.
 
     ``now`` defaults to the current UTC time truncated to the hour; every ``created_at`` falls in
-    ``[start_date, now)``.
+    ``[start_date, now)``. ``scale`` (a positive integer) multiplies the preset's members,
+    memberships and payments; products and plans stay.
     """
     from whop_pipeline.sandbox.whop.generate import build
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
+    check_scale(scale)
     if now is None:
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     elif now.tzinfo is None:
@@ -254,9 +275,18 @@ def generate_dataset(
     # hard cases (trials, monthly renewals) would have no plan to draw from.
     if now - start < MIN_SPAN:
         raise ValueError(f"now must be at least {MIN_SPAN.days} days after start_date")
+    # The seed string leaves out the scale: scale 1 stays byte-identical to the preset, and the
+    # account and catalog (drawn first, from the product count only) match across scales.
     rng = random.Random(f"whop-dataset:{size}:{seed}:{start_date.isoformat()}:{to_ms(now)}")
-    parts = build(SIZES[size], rng, to_ms(start), to_ms(now))
-    return WhopDataset(size=size, seed=seed, start_date=start_date, now=now, **parts)
+    parts = build(SIZES[size].scaled(scale), rng, to_ms(start), to_ms(now))
+    return WhopDataset(size=size, seed=seed, start_date=start_date, now=now, scale=scale, **parts)
+
+
+def check_scale(scale: object) -> int:
+    """``scale`` if it is a positive integer, else ``ValueError``."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, not {scale!r}")
+    return scale
 
 
 __all__ = [
@@ -273,6 +303,7 @@ __all__ = [
     "Product",
     "SizeSpec",
     "WhopDataset",
+    "check_scale",
     "generate_dataset",
     "iso",
     "to_ms",

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import signal
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +64,7 @@ def start_sandbox(
     dataset: str = "tiny",
     *,
     seed: int = 0,
+    scale: int = 1,
     now: dt.datetime | None = None,
     start_date: dt.date = dt.date(2025, 1, 1),
     whop_port: int = 0,
@@ -86,8 +84,17 @@ def start_sandbox(
     webhook_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0),
     retry_after_seconds: float = 1.0,
 ) -> Sandbox:
-    """Generate the dataset, start both emulators on 127.0.0.1 (port 0 = a free one)."""
-    data = generate_dataset(dataset, seed=seed, start_date=start_date, now=now)  # type: ignore[arg-type]
+    """Generate the dataset, start both emulators on 127.0.0.1 (port 0 = a free one).
+
+    ``dataset`` is the preset (tiny, small, large); ``scale`` multiplies its members, memberships
+    and payments (products and plans stay), see ``generate_dataset``."""
+    data = generate_dataset(
+        dataset,  # type: ignore[arg-type]
+        seed=seed,
+        start_date=start_date,
+        now=now,
+        scale=scale,
+    )
     whop = create_whop_app(
         data,
         api_key=whop_api_key,
@@ -120,44 +127,18 @@ def start_sandbox(
 
 def describe(sandbox: Sandbox, dataset: str) -> str:
     counts: dict[str, Any] = sandbox.whop.dataset.counts()
+    scale = sandbox.whop.dataset.scale
+    label = dataset if scale == 1 else f"{dataset} (scale {scale})"
     lines = [
         f"Whop API v1 emulator   {sandbox.whop_base_url}   key {sandbox.whop_api_key}",
         f"Twenty emulator        {sandbox.twenty_url}   key {sandbox.twenty_api_key}",
-        f"dataset {dataset}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+        f"dataset {label}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
         "",
         "# point the pipeline at them:",
         *(f"export {name}={value}" for name, value in sandbox.env().items()),
         "",
         "Control: GET /_sandbox/stats, POST /_sandbox/reset[?data=true] on both; "
-        "GET /_sandbox/dump on Twenty. Ctrl-C stops.",
+        "POST /_sandbox/{memberships,payments}[/{id}], POST /_sandbox/members/{id} on Whop; "
+        "GET /_sandbox/dump on both. Ctrl-C stops.",
     ]
     return "\n".join(lines)
-
-
-def main(args: argparse.Namespace) -> int:
-    if bool(args.webhook_url) != bool(args.webhook_secret):
-        print("whop-pipeline sandbox: --webhook-url and --webhook-secret go together")
-        return 2
-    sandbox = start_sandbox(
-        args.dataset,
-        seed=args.seed,
-        whop_port=args.whop_port,
-        twenty_port=args.twenty_port,
-        whop_api_key=args.whop_api_key,
-        twenty_api_key=args.twenty_api_key,
-        twenty_rate_limit=args.twenty_rate_limit,
-        latency_ms=args.latency_ms,
-        fault_rate=args.fault_rate,
-        webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret,
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        print(describe(sandbox, args.dataset), flush=True)
-        stop.wait()
-    finally:
-        sandbox.stop()
-        print("sandbox stopped", flush=True)
-    return 0

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from whop_pipeline.store.database import in_chunks, upsert_statement
-from whop_pipeline.store.tables import RAW_TABLES
+from whop_pipeline.store.tables import RAW_TABLES, mirror_changes
 
 
 def content_hash(payload: Any) -> str:
@@ -119,7 +119,38 @@ def upsert_raw(
             where=table.c.updated_at <= excluded.updated_at,
         )
         conn.execute(statement, rows)
+        # Same transaction: a written row is never without its change, so the transform sees it.
+        record_changes(conn, object_name, connection_name, [row["id"] for row in rows])
     return counts
+
+
+def record_changes(
+    conn: sa.Connection, object_name: str, connection_name: str, ids: Sequence[str]
+) -> None:
+    """Queue mirror rows for the transform (``mirror_changes``)."""
+    if ids:
+        conn.execute(
+            sa.insert(mirror_changes),
+            [
+                {"connection": connection_name, "object_name": object_name, "object_id": i}
+                for i in ids
+            ],
+        )
+
+
+def queue_everything(conn: sa.Connection, connection_name: str) -> int:
+    """Queue every mirror row of the connection (a rebuild of all CRM records), in SQL."""
+    queued = 0
+    for object_name, table in RAW_TABLES.items():
+        queued += conn.execute(
+            sa.insert(mirror_changes).from_select(
+                ["connection", "object_name", "object_id"],
+                sa.select(table.c.connection, sa.literal(object_name), table.c.id).where(
+                    table.c.connection == connection_name
+                ),
+            )
+        ).rowcount
+    return queued
 
 
 def read_raw(
@@ -194,4 +225,12 @@ def count_raw(conn: sa.Connection, object_name: str, connection_name: str) -> in
     table = RAW_TABLES[object_name]
     return conn.execute(
         sa.select(sa.func.count()).select_from(table).where(table.c.connection == connection_name)
+    ).scalar_one()
+
+
+def newest_member(conn: sa.Connection, connection_name: str) -> dt.datetime | None:
+    """``created_at`` of the newest member in the mirror: new members are those created after."""
+    table = RAW_TABLES["members"]
+    return conn.execute(
+        sa.select(sa.func.max(table.c.created_at)).where(table.c.connection == connection_name)
     ).scalar_one()

@@ -78,6 +78,7 @@ raw_members = _raw_table(
     "raw_members",
     sa.Column("user_id", sa.String(64)),
     sa.Column("email", sa.String(320)),
+    sa.Index(None, "connection", "user_id"),
 )
 raw_products = _raw_table("raw_products")
 raw_plans = _raw_table(
@@ -90,6 +91,9 @@ raw_memberships = _raw_table(
     sa.Column("user_id", sa.String(64)),
     sa.Column("product_id", sa.String(64)),
     sa.Column("status", sa.String(32)),
+    # A member's changes reach its opportunities; the incremental sync looks members up from here.
+    sa.Index(None, "connection", "member_id"),
+    sa.Index(None, "connection", "user_id"),
 )
 raw_payments = _raw_table(
     "raw_payments",
@@ -98,6 +102,10 @@ raw_payments = _raw_table(
     sa.Column("user_id", sa.String(64)),
     sa.Column("product_id", sa.String(64)),
     sa.Column("status", sa.String(32)),
+    # Person, membership and product lookups of the transform (a change touches only its rows).
+    sa.Index(None, "connection", "member_id"),
+    sa.Index(None, "connection", "user_id"),
+    sa.Index(None, "connection", "product_id"),
 )
 
 RAW_TABLES: dict[str, sa.Table] = {
@@ -107,6 +115,53 @@ RAW_TABLES: dict[str, sa.Table] = {
     "memberships": raw_memberships,
     "payments": raw_payments,
 }
+
+# Mirror rows written since the transform last saw them: one row per write, consumed (deleted by id)
+# by the transform in the same transaction that stores the rebuilt CRM records. The transform's
+# work follows these rows, not the size of the account.
+mirror_changes = sa.Table(
+    "mirror_changes",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _connection(),
+    sa.Column("object_name", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(64), nullable=False),
+    sa.Index(None, "connection", "id"),
+)
+
+# What the transform built for Twenty: one row per (object, source key), the record as it will be
+# sent (relations named by source key in ``links``, resolved to Twenty ids at load time) and the
+# digest the loader compares with ``sync_state``. ``load_pending`` marks rows whose digest changed
+# since they were last loaded, so an incremental load reads only those.
+crm_records = sa.Table(
+    "crm_records",
+    metadata,
+    _connection(),
+    sa.Column("object_name", sa.String(32), nullable=False),
+    sa.Column("record_key", sa.String(128), nullable=False),
+    sa.Column("person_key", sa.String(64)),
+    sa.Column("email", sa.String(320)),
+    sa.Column("day", sa.String(10)),
+    sa.Column("record", sa.JSON(), nullable=False),
+    sa.Column("links", sa.JSON()),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("load_pending", sa.Boolean(), nullable=False),
+    sa.Column("built_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("connection", "object_name", "record_key"),
+    sa.Index(None, "connection", "object_name", "load_pending", "record_key"),
+    sa.Index(None, "connection", "object_name", "person_key"),
+    sa.Index(None, "connection", "object_name", "email"),
+)
+
+# The mapping version each connection's CRM records were built with: a new version rebuilds them.
+crm_builds = sa.Table(
+    "crm_builds",
+    metadata,
+    _connection(),
+    sa.Column("mapping_version", sa.String(32), nullable=False),
+    sa.Column("built_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("connection"),
+)
 
 # What was last written to Twenty for each source row: the diff base of the loader.
 sync_state = sa.Table(

@@ -1,19 +1,33 @@
-"""Load assets: CRM frames → Twenty. Each diffs its rows against ``sync_state``, sends only what
-changed in batch upserts, and retries the rows an earlier run could not land (``TwentyLoad``)."""
+"""Load assets: CRM records → Twenty, one per object in the load order (``OBJECTS``), each after
+the one before. Each sends its records whose digest differs from ``sync_state`` in batch upserts and
+records every outcome (``TwentyLoad.load``, the same call the webhook runs make)."""
 
 import dagster as dg
-import pandas as pd
 
+from whop_pipeline.crm.assets import CRM_ASSETS
+from whop_pipeline.crm.build import OBJECTS
+from whop_pipeline.orchestration.tags import TWENTY_POOL, SyncMode
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.resource import TwentyResource
 from whop_pipeline.twenty.schema import missing_schema
 from whop_pipeline.twenty.upserter import LoadCounts
-from whop_pipeline.whop.partitions import DAILY
 
-# Every step that spends the workspace's rate limit runs alone across runs (dagster.yaml sets the
-# pool limit); the client's own limiter paces the calls within a step.
-TWENTY_POOL = "twenty_api"
+# CRM object → load asset name.
+LOAD_ASSETS = {
+    "people": "twenty_people",
+    "whopProducts": "twenty_products",
+    "opportunities": "twenty_opportunities",
+    "notes": "twenty_notes",
+    "noteTargets": "twenty_note_targets",
+}
+DESCRIPTIONS = {
+    "people": "People upserted into Twenty, matched on whopUserId or email (contacts are linked).",
+    "whopProducts": "Whop products upserted as whopProduct records, matched on whopProductId.",
+    "opportunities": "Opportunities upserted by deterministic id, linked to their person.",
+    "notes": "Payment notes upserted by deterministic id and whopPaymentId.",
+    "noteTargets": "Links from payment notes to their people and opportunities.",
+}
 
 
 class LoadConfig(dg.Config):
@@ -51,97 +65,55 @@ def twenty_schema(
     )
 
 
-def _session(
-    context: dg.AssetExecutionContext,
-    config: LoadConfig,
-    twenty: TwentyResource,
-    pipeline_db: PipelineDatabase,
-):
-    return twenty.load_session(
-        run_id=context.run.run_id,
-        engine=pipeline_db.engine(),
-        connection=pipeline_db.connection_name,
-        log=context.log.info,
-        on_retry=context.log.warning,
-        dry_run=config.dry_run,
-    )
-
-
-def _result(
-    session: TwentyLoad, rows: int, counts: dict[str, LoadCounts], **extra: object
-) -> dg.MaterializeResult:
-    """Metadata: the frame's rows, each object's counts (under its prefix), the API's bill."""
-    metadata: dict[str, object] = {"dagster/row_count": rows, **extra}
-    for prefix, c in counts.items():
-        metadata.update({f"{prefix}{k}": v for k, v in c.metadata().items()})
+def _result(session: TwentyLoad, counts: LoadCounts, **extra: object) -> dg.MaterializeResult:
+    """Metadata: the object's counts and the API's bill."""
     stats = session.client.stats
-    metadata.update(
-        {
-            "api_calls": stats.calls,
-            "write_calls": session.client.write_calls,
-            "throttled_429": stats.throttled,
-            "retries": stats.retries,
-            "dry_run": session.dry_run,
-        }
-    )
+    metadata: dict[str, object] = {
+        "dagster/row_count": counts.created + counts.updated,
+        **counts.metadata(),
+        **extra,
+        "api_calls": stats.calls,
+        "write_calls": session.client.write_calls,
+        "throttled_429": stats.throttled,
+        "retries": stats.retries,
+        "dry_run": session.dry_run,
+    }
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(deps=[twenty_schema], **load)
-def twenty_people(
-    context: dg.AssetExecutionContext,
-    config: LoadConfig,
-    twenty: TwentyResource,
-    pipeline_db: PipelineDatabase,
-    crm_people: pd.DataFrame,
-) -> dg.MaterializeResult:
-    """People upserted into Twenty, matched on whopUserId or email (existing contacts are linked)."""
-    with _session(context, config, twenty, pipeline_db) as session:
-        return _result(session, len(crm_people), {"": session.people(crm_people)})
+def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
+    deps = ["twenty_schema", CRM_ASSETS[object_name], *([previous] if previous else [])]
+
+    @dg.asset(
+        name=LOAD_ASSETS[object_name],
+        deps=deps,
+        description=DESCRIPTIONS[object_name],
+        **load,
+    )
+    def load_object(
+        context: dg.AssetExecutionContext,
+        config: LoadConfig,
+        twenty: TwentyResource,
+        pipeline_db: PipelineDatabase,
+    ) -> dg.MaterializeResult:
+        with twenty.load_session(
+            run_id=context.run.run_id,
+            engine=pipeline_db.engine(),
+            connection=pipeline_db.connection_name,
+            log=context.log.info,
+            on_retry=context.log.warning,
+            dry_run=config.dry_run,
+        ) as session:
+            full = SyncMode.is_full(context)
+            counts = session.load(object_name, full=full)
+            extra: dict[str, object] = {"compared": "every record" if full else "changed records"}
+            if object_name == "opportunities":
+                extra["without_point_of_contact"] = session.outcome.unlinked_opportunities
+            return _result(session, counts, **extra)
+
+    return load_object
 
 
-@dg.asset(deps=[twenty_schema], **load)
-def twenty_products(
-    context: dg.AssetExecutionContext,
-    config: LoadConfig,
-    twenty: TwentyResource,
-    pipeline_db: PipelineDatabase,
-    crm_products: pd.DataFrame,
-) -> dg.MaterializeResult:
-    """Whop products upserted as whopProduct records, matched on whopProductId."""
-    with _session(context, config, twenty, pipeline_db) as session:
-        return _result(session, len(crm_products), {"": session.products(crm_products)})
-
-
-@dg.asset(deps=[twenty_schema, twenty_people], **load, **DAILY)
-def twenty_opportunities(
-    context: dg.AssetExecutionContext,
-    config: LoadConfig,
-    twenty: TwentyResource,
-    pipeline_db: PipelineDatabase,
-    crm_opportunities: pd.DataFrame,
-) -> dg.MaterializeResult:
-    """Opportunities upserted by deterministic id and whopMembershipId, linked to their person."""
-    with _session(context, config, twenty, pipeline_db) as session:
-        counts = session.opportunities(crm_opportunities)
-        return _result(
-            session,
-            len(crm_opportunities),
-            {"": counts},
-            without_point_of_contact=session.outcome.unlinked_opportunities,
-        )
-
-
-@dg.asset(deps=[twenty_schema, twenty_people, twenty_opportunities], **load, **DAILY)
-def twenty_notes(
-    context: dg.AssetExecutionContext,
-    config: LoadConfig,
-    twenty: TwentyResource,
-    pipeline_db: PipelineDatabase,
-    crm_notes: pd.DataFrame,
-    crm_note_targets: pd.DataFrame,
-) -> dg.MaterializeResult:
-    """Payment notes upserted by deterministic id, then their links to people and opportunities."""
-    with _session(context, config, twenty, pipeline_db) as session:
-        notes, targets = session.notes(crm_notes, crm_note_targets)
-        return _result(session, len(crm_notes), {"notes_": notes, "targets_": targets})
+LOAD_ASSET_DEFS = [
+    _load_asset(name, LOAD_ASSETS[OBJECTS[i - 1]] if i else None) for i, name in enumerate(OBJECTS)
+]

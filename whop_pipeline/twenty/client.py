@@ -1,7 +1,8 @@
 """Twenty REST client: metadata (objects, fields) and batch upserts, rate-limited and retried.
 
 Every call here is idempotent (reads, upserts keyed by id or unique fields, metadata writes guarded by
-a prior read), so 429s, 5xx and dropped connections are simply retried (reference §9.5).
+a prior read), so 429s, 5xx and dropped connections are simply retried
+(docs/twenty-api.md#idempotent-writes).
 """
 
 from __future__ import annotations

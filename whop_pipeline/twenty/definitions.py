@@ -1,15 +1,7 @@
-"""The load assets (CRM frames → Twenty)."""
+"""The load assets (CRM records → Twenty)."""
 
 import dagster as dg
 
 from whop_pipeline.twenty import assets
 
-defs = dg.Definitions(
-    assets=[
-        assets.twenty_schema,
-        assets.twenty_people,
-        assets.twenty_products,
-        assets.twenty_opportunities,
-        assets.twenty_notes,
-    ]
-)
+defs = dg.Definitions(assets=[assets.twenty_schema, *assets.LOAD_ASSET_DEFS])

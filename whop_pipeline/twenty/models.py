@@ -1,5 +1,6 @@
 """Typed views of Twenty's metadata, and the capabilities the loader derives from them at start
-(reference §9.1): field names, link names, unique fields, stage options. Never a version string."""
+(docs/twenty-api.md#capability-discovery): field names, link names, unique fields, stage options.
+Never a version string."""
 
 from __future__ import annotations
 

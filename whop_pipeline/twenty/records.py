@@ -1,17 +1,15 @@
-"""CRM frames → the JSON records sent to Twenty, with relation ids resolved and field names adapted
-to the workspace's capabilities. A row that cannot be sent yet (its person or opportunity is not in
+"""CRM records → the JSON records sent to Twenty, with relation ids resolved and field names adapted
+to the workspace's capabilities. A row that cannot be sent yet (its note or target is not in
 Twenty) is *deferred* with the reason, never sent half-linked."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from whop_pipeline.crm.frames import TARGET_OPPORTUNITY, TARGET_PERSON
+from whop_pipeline.store.crm import LoadCandidate
 from whop_pipeline.store.raw import content_hash
 from whop_pipeline.twenty.models import Capabilities
 
@@ -22,8 +20,10 @@ Row = dict[str, Any]
 class PreparedRow:
     key: str
     record: dict[str, Any]  # what is sent
-    digest: str  # content hash of ``record``: equal to sync_state's means nothing to send
-    source: Row  # the frame row, stored with an error so the row can be retried later
+    digest: str  # stored in sync_state once sent: the CRM record's digest (or its partial form)
+    source: Row  # the CRM record, stored with an error for whoever reads sync_errors
+    synced_before: bool = False  # written before: an update, not a create
+    complete: bool = True  # every relation resolved: the CRM record is loaded for good
 
 
 @dataclass(frozen=True)
@@ -33,74 +33,67 @@ class DeferredRow:
     source: Row
 
 
-def _plain(value: Any) -> Any:
-    """Frame cell → JSON value: numpy scalars to Python, NaN to None."""
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        return value.item()
-    return value
+def partial_digest(digest: str) -> str:
+    """The ``sync_state`` hash of a record sent without a relation that could not be resolved yet:
+    never equal to the record's digest, so the record is sent again once the relation lands."""
+    return content_hash({"partial": digest})
 
 
-def frame_rows(frame: pd.DataFrame) -> list[Row]:
-    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+def _source(candidate: LoadCandidate) -> Row:
+    return {"record": candidate.record, "links": candidate.links}
 
 
-def unflatten(row: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"name.firstName": "Ana"}`` → ``{"name": {"firstName": "Ana"}}``; ``_`` columns dropped."""
-    record: dict[str, Any] = {}
-    for path, value in row.items():
-        if path.startswith("_"):
-            continue
-        *parents, leaf = path.split(".")
-        target = record
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = value
-    return record
+def prepared(candidate: LoadCandidate, record: dict[str, Any], *, complete: bool = True):
+    return PreparedRow(
+        key=candidate.key,
+        record=record,
+        digest=candidate.digest if complete else partial_digest(candidate.digest),
+        source=_source(candidate),
+        synced_before=candidate.synced_hash is not None,
+        complete=complete,
+    )
 
 
-def prepared(key: str, record: dict[str, Any], source: Row) -> PreparedRow:
-    return PreparedRow(key=key, record=record, digest=content_hash(record), source=source)
-
-
-def prepare_plain(rows: Iterable[Row]) -> list[PreparedRow]:
+def prepare_plain(candidates: Iterable[LoadCandidate]) -> list[PreparedRow]:
     """Objects with no relations to resolve: people, products."""
-    return [prepared(row["_key"], unflatten(row), row) for row in rows]
+    return [prepared(c, c.record) for c in candidates]
 
 
 def prepare_opportunities(
-    rows: Iterable[Row], person_ids: Mapping[str, str]
-) -> tuple[list[PreparedRow], int]:
+    candidates: Iterable[LoadCandidate], person_ids: Mapping[str, str]
+) -> tuple[list[PreparedRow], int, int]:
     """Point of contact resolved from ``sync_state``. An opportunity whose person is not in Twenty
-    yet is still sent, without one; the link changes its hash, so it is re-sent once the person
-    lands. Returns the rows and how many lack their point of contact."""
-    result, unlinked = [], 0
-    for row in rows:
-        record = unflatten(row)
-        person_key = row.get("_person_key")
-        record["pointOfContactId"] = person_ids.get(person_key) if person_key else None
-        if person_key and record["pointOfContactId"] is None:
+    yet is still sent, without one, and sent again once the person lands; while the person is
+    still missing it is not re-sent. Returns the rows, how many lack their point of contact, and
+    how many were skipped as already sent that way."""
+    result, unlinked, skipped = [], 0, 0
+    for candidate in candidates:
+        person_key = (candidate.links or {}).get("person")
+        person_id = person_ids.get(person_key) if person_key else None
+        complete = person_key is None or person_id is not None
+        if not complete:
             unlinked += 1
-        result.append(prepared(row["_key"], record, row))
-    return result, unlinked
+            if candidate.synced_hash == partial_digest(candidate.digest):
+                skipped += 1
+                continue
+        record = {**candidate.record, "pointOfContactId": person_id}
+        result.append(prepared(candidate, record, complete=complete))
+    return result, unlinked, skipped
 
 
-def prepare_notes(rows: Iterable[Row], caps: Capabilities) -> list[PreparedRow]:
+def prepare_notes(candidates: Iterable[LoadCandidate], caps: Capabilities) -> list[PreparedRow]:
     body_field = caps.note_body_field
     result = []
-    for row in rows:
-        record = unflatten(row)
+    for candidate in candidates:
+        record = dict(candidate.record)
         if body_field == "body":  # legacy workspaces: plain text body
             record["body"] = record.pop("bodyV2", {}).get("markdown")
-        result.append(prepared(row["_key"], record, row))
+        result.append(prepared(candidate, record))
     return result
 
 
 def prepare_note_targets(
-    rows: Iterable[Row],
+    candidates: Iterable[LoadCandidate],
     caps: Capabilities,
     person_ids: Mapping[str, str],
     opportunity_ids: Mapping[str, str],
@@ -110,19 +103,21 @@ def prepare_note_targets(
     links = caps.note_target_links
     result: list[PreparedRow] = []
     deferred: list[DeferredRow] = []
-    for row in rows:
-        kind, target_key = row["_target_kind"], row["_target_key"]
+    for candidate in candidates:
+        relation = candidate.links or {}
+        kind, target_key, note_key = relation["kind"], relation["target"], relation["note"]
         if kind == TARGET_PERSON:
             link, target_id = links.person, person_ids.get(target_key)
         elif kind == TARGET_OPPORTUNITY:
             link, target_id = links.opportunity, opportunity_ids.get(target_key)
         else:
             raise ValueError(f"unknown note target kind {kind!r}")
-        note_twenty_id = note_ids.get(row["_note_key"])
+        note_twenty_id = note_ids.get(note_key)
         if target_id is None or note_twenty_id is None:
-            missing = f"{kind} {target_key}" if target_id is None else f"note of {row['_note_key']}"
-            deferred.append(DeferredRow(row["_key"], f"waiting for {missing} to reach Twenty", row))
+            missing = f"{kind} {target_key}" if target_id is None else f"note of {note_key}"
+            reason = f"waiting for {missing} to reach Twenty"
+            deferred.append(DeferredRow(candidate.key, reason, _source(candidate)))
             continue
-        record = {"id": row["id"], "noteId": note_twenty_id, link: target_id}
-        result.append(prepared(row["_key"], record, row))
+        record = {**candidate.record, "noteId": note_twenty_id, link: target_id}
+        result.append(prepared(candidate, record))
     return result, deferred

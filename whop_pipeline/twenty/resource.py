@@ -71,7 +71,6 @@ class TwentyResource(dg.ConfigurableResource):
         log: Callable[[str], None],
         on_retry: Callable[[str], None] | None = None,
         dry_run: bool = False,
-        retry_failed: bool = True,
     ) -> Iterator[TwentyLoad]:
         """A ``TwentyLoad`` on a fresh client (closed on exit), with the run's capabilities; a dry
         run creates no schema."""
@@ -84,6 +83,5 @@ class TwentyResource(dg.ConfigurableResource):
                 connection=connection,
                 batch_size=self.batch_size,
                 dry_run=dry_run,
-                retry_failed=retry_failed,
                 log=log,
             )

@@ -1,5 +1,6 @@
 """Schema bootstrap: read the workspace's metadata, then create what the pipeline needs and is
-missing (DESIGN §3). Idempotent: present things are left alone; nothing is recreated or deleted."""
+missing (README.md#the-mapping, docs/twenty-api.md#custom-fields). Idempotent: present things are
+left alone; nothing is recreated or deleted."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""``TwentyUpserter``: sends only new or changed rows, in batch upserts as large as the server allows,
-and isolates rows the server rejects so the rest of the batch still lands (DESIGN §3, rules of the
-loader; reference §2.3, §9.3-9.6)."""
+"""``TwentyUpserter``: sends rows in batch upserts as large as the server allows, and isolates rows
+the server rejects so the rest of the batch still lands (docs/twenty-api.md#batch-upsert).
+
+Which rows to send was decided before (``store.crm.iter_candidates``: the records whose digest
+differs from ``sync_state``); every outcome is recorded in the same database.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from whop_pipeline.store import state
+from whop_pipeline.store import crm, state
 from whop_pipeline.twenty.client import TwentyBadRequest, TwentyClient
 from whop_pipeline.twenty.records import DeferredRow, PreparedRow
 
@@ -68,40 +71,20 @@ class TwentyUpserter:
         self.batch_size = batch_size
         self.log = log or (lambda _message: None)
         self.counts = LoadCounts()
-        # Keys of planned, not yet sent rows that were written before (an update, not a create).
-        # Only changed rows are kept, and each leaves once sent: memory follows the pending rows,
-        # not the size of the load.
-        self._synced_before: set[str] = set()
         self._pending: deque[PreparedRow] = deque()
         self._sent = 0
 
     # --- planning -------------------------------------------------------------------------------
 
-    def plan(self, rows: Sequence[PreparedRow]) -> list[PreparedRow]:
-        """The rows whose content differs from what was last written (the rest count unchanged)."""
-        with self.engine.connect() as conn:
-            previous = state.read_state(conn, self.connection, self.plural, [r.key for r in rows])
-        changed = []
-        for row in rows:
-            before = previous.get(row.key)
-            if before is not None and before.content_hash == row.digest:
-                self.counts.unchanged += 1
-                continue
-            changed.append(row)
-            if before is not None:
-                self._synced_before.add(row.key)
-        return changed
-
     def preview(self, ready: Sequence[PreparedRow], waiting: Sequence[DeferredRow]) -> None:
         """Dry run: count what ``feed`` and ``defer`` would write, writing nothing."""
-        self._count_written(self.plan(ready))
+        self._count_written(ready)
         self.counts.deferred += len(waiting)
 
     def _count_written(self, rows: Sequence[PreparedRow]) -> None:
         for row in rows:
-            if row.key in self._synced_before:
+            if row.synced_before:
                 self.counts.updated += 1
-                self._synced_before.discard(row.key)
             else:
                 self.counts.created += 1
 
@@ -147,8 +130,8 @@ class TwentyUpserter:
             self.log(f"{self.plural}: {self._sent} rows sent")
 
     def feed(self, rows: Sequence[PreparedRow]) -> None:
-        """Plan ``rows``; send every full batch of changed rows now, keep the rest for later."""
-        self._pending.extend(self.plan(rows))
+        """Queue ``rows``; send every full batch now, keep the rest for later."""
+        self._pending.extend(rows)
         self._drain(final=False)
 
     def flush(self) -> LoadCounts:
@@ -157,11 +140,7 @@ class TwentyUpserter:
         return self.counts
 
     def send(self, rows: Sequence[PreparedRow]) -> LoadCounts:
-        """Send ``rows`` (already planned) and record each outcome."""
-        self._pending.extend(rows)
-        return self.flush()
-
-    def upsert(self, rows: Sequence[PreparedRow]) -> LoadCounts:
+        """Send ``rows`` and record each outcome."""
         self.feed(rows)
         return self.flush()
 
@@ -197,6 +176,9 @@ class TwentyUpserter:
         with self.engine.begin() as conn:
             state.write_state(conn, self.connection, self.plural, synced)
             state.resolve_errors(conn, self.connection, self.plural, [r.key for r in batch])
+            crm.mark_loaded(
+                conn, self.connection, self.plural, [(r.key, r.digest) for r in batch if r.complete]
+            )
         self._count_written(batch)
 
     def _reject(self, row: PreparedRow, error: TwentyBadRequest) -> None:
@@ -211,9 +193,3 @@ def synced_ids(engine: sa.Engine, connection: str, plural: str, keys) -> dict[st
     """Source key → Twenty id for rows of ``plural`` already in Twenty."""
     with engine.connect() as conn:
         return {k: r.twenty_id for k, r in state.read_state(conn, connection, plural, keys).items()}
-
-
-def stored_retries(engine: sa.Engine, connection: str, plural: str) -> list[dict[str, Any]]:
-    """Source rows of this object's open errors, to be retried by this load."""
-    with engine.connect() as conn:
-        return [row.payload for row in state.open_errors(conn, connection, plural) if row.payload]

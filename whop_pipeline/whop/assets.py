@@ -1,19 +1,25 @@
-"""Extract assets: Whop API → raw mirror. Members and products are full scans; memberships and
-payments are read by daily ``created_at`` partitions (widened by ``WINDOW_OVERLAP``)."""
+"""Extract assets: Whop API → raw mirror. Memberships and payments are read by daily
+``created_at`` partitions (widened by ``WINDOW_OVERLAP``); products are a full scan (a few pages);
+members are a full scan in full and reconcile runs, and otherwise only the new ones plus those the
+run's new memberships and payments need (docs/whop-api.md#listing-and-paging: nothing lists "what
+changed since", and member webhooks carry the changes in between)."""
 
 import datetime as dt
 
 import dagster as dg
 
-from whop_pipeline.store.raw import count_raw
+from whop_pipeline.orchestration.partitions import DAILY, partition_window
+from whop_pipeline.orchestration.tags import WHOP_POOL, SyncMode
+from whop_pipeline.store.raw import count_raw, newest_member
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.whop.client import WhopClient
-from whop_pipeline.whop.mirror import ExtractStats, copy_listing
-from whop_pipeline.whop.partitions import DAILY, WINDOW_OVERLAP, partition_window
+from whop_pipeline.whop.mirror import ExtractStats, copy_listing, copy_objects, members_to_fetch
 from whop_pipeline.whop.resource import WhopResource
 
-# Steps that spend the Whop key's rate limit run one at a time across runs.
-WHOP_POOL = "whop_api"
+# Where a read window is widened on both sides: rows near a boundary (bound inclusiveness is
+# undocumented, clocks drift) are read twice rather than missed. Writes are idempotent upserts keyed
+# by id, so reading twice costs nothing but a few rows.
+WINDOW_OVERLAP = dt.timedelta(hours=1)
 PROGRESS_EVERY_PAGES = 20
 extract = {"group_name": "whop", "kinds": {"whop", "sql"}, "pool": WHOP_POOL}
 
@@ -28,7 +34,7 @@ def _progress(context: dg.AssetExecutionContext, resource: str):
 
 def _metadata(
     stats: dict[str, ExtractStats], client: WhopClient, mirror_rows: int
-) -> dict[str, dg.MetadataValue | int | float]:
+) -> dict[str, dg.MetadataValue | int | float | str]:
     fetched = sum(s.fetched for s in stats.values())
     return {
         "dagster/row_count": mirror_rows,
@@ -78,14 +84,6 @@ def _extract(
 
 
 @dg.asset(**extract)
-def whop_members(
-    context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
-) -> dg.MaterializeResult:
-    """Every member (buyer) of the Whop account, with email, copied into the raw mirror."""
-    return _extract(context, whop, pipeline_db, [("members", "members")])
-
-
-@dg.asset(**extract)
 def whop_products(
     context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
 ) -> dg.MaterializeResult:
@@ -111,3 +109,39 @@ def whop_payments(
     return _extract(
         context, whop, pipeline_db, [("payments", "payments")], partition_window(context)
     )
+
+
+# After memberships and payments: an incremental run reads the members they need.
+@dg.asset(deps=[whop_memberships, whop_payments], **extract)
+def whop_members(
+    context: dg.AssetExecutionContext, whop: WhopResource, pipeline_db: PipelineDatabase
+) -> dg.MaterializeResult:
+    """The account's members (buyers) with their emails, copied into the raw mirror."""
+    if SyncMode.is_full(context):
+        return _extract(context, whop, pipeline_db, [("members", "members")])
+    engine = pipeline_db.engine()
+    connection = pipeline_db.connection_name
+    with engine.connect() as conn:
+        newest = newest_member(conn, connection)
+    stats: dict[str, ExtractStats] = {}
+    with whop.client(on_retry=context.log.warning) as client:
+        stats["members"] = copy_listing(
+            client,
+            engine,
+            resource="members",
+            table="members",
+            connection_name=connection,
+            created_after=newest - WINDOW_OVERLAP if newest else None,
+            progress=_progress(context, "members"),
+        )
+        with engine.connect() as conn:
+            needed = members_to_fetch(conn, connection)
+        if needed:
+            context.log.info(f"reading {len(needed)} members that new memberships or payments need")
+        stats["referenced"] = copy_objects(client, engine, "members", needed, connection)
+        with engine.connect() as conn:
+            mirror_rows = count_raw(conn, "members", connection)
+    metadata = _metadata(stats, client, mirror_rows)
+    metadata["mode"] = "new members since the newest in the mirror" if newest else "full scan"
+    metadata["referenced_fetched"] = stats["referenced"].fetched
+    return dg.MaterializeResult(metadata=metadata)

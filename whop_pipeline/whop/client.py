@@ -14,7 +14,8 @@ import httpx
 from whop_pipeline.lib.http import CallStats, RateLimiter, RetryPolicy, send_with_retries
 from whop_pipeline.whop.models import RESOURCES, Page, WhopModel, parse_object, parse_page
 
-# The one place the API version is pinned (reference §1, §10.1). Webhooks must use the same date.
+# The one place the API version is pinned (docs/whop-api.md#api-version). Webhooks must use the
+# same date.
 WHOP_API_VERSION_DATE = "2026-10-15-1"
 PAGE_SIZE = 100
 
@@ -45,7 +46,8 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def iso_utc(value: dt.datetime) -> str:
-    """Aware UTC ISO 8601: a naive datetime would pick up the machine's offset (reference §2)."""
+    """Aware UTC ISO 8601: a naive datetime would pick up the machine's offset
+    (docs/whop-api.md#date-filters)."""
     if value.tzinfo is None:
         raise ValueError("timestamps sent to Whop must be timezone-aware")
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from whop_pipeline.store.raw import RawRecord, UpsertCounts, upsert_raw
-from whop_pipeline.whop.client import WhopClient
+from whop_pipeline.store.database import in_chunks
+from whop_pipeline.store.raw import RawRecord, UpsertCounts, read_raw, upsert_raw
+from whop_pipeline.store.tables import mirror_changes, raw_members, raw_memberships, raw_payments
+from whop_pipeline.whop.client import WhopApiError, WhopClient
 from whop_pipeline.whop.models import Member, Membership, Payment, Plan, Product, WhopModel
 
 
@@ -83,3 +85,86 @@ def copy_listing(
         if progress is not None:
             progress(stats)
     return stats
+
+
+def copy_objects(
+    client: WhopClient, engine: sa.Engine, resource: str, ids: Sequence[str], connection_name: str
+) -> ExtractStats:
+    """Read objects one by one (``GET /<resource>/{id}``) into the mirror; an id Whop no longer
+    knows (404) is skipped."""
+    stats = ExtractStats()
+    for object_id in ids:
+        try:
+            model = client.retrieve(resource, object_id)
+        except WhopApiError as exc:
+            if exc.status == 404:
+                continue
+            raise
+        observed_at = dt.datetime.now(dt.UTC)
+        with engine.begin() as conn:
+            stats.counts.add(
+                upsert_raw(conn, resource, connection_name, [to_raw_record(model, observed_at)])
+            )
+        stats.fetched += 1
+        stats.pages += 1
+    return stats
+
+
+def _queued(connection_name: str, object_name: str, table: sa.Table):
+    """Mirror rows of ``table`` waiting in the change queue (written since the last transform)."""
+    return sa.and_(
+        mirror_changes.c.connection == connection_name,
+        mirror_changes.c.object_name == object_name,
+        table.c.connection == mirror_changes.c.connection,
+        table.c.id == mirror_changes.c.object_id,
+    )
+
+
+def members_to_fetch(conn: sa.Connection, connection_name: str) -> list[str]:
+    """Members that queued memberships and payments name but the mirror lacks, and members whose
+    copy is stale: a queued payment carries its user's current name and username, and they differ
+    from the member's copy. Reads only queued rows (what changed), never the whole mirror."""
+    wanted: set[str] = set()
+    for table, object_name in ((raw_memberships, "memberships"), (raw_payments, "payments")):
+        missing = (
+            sa.select(table.c.member_id)
+            .select_from(mirror_changes)
+            .join(table, _queued(connection_name, object_name, table))
+            .outerjoin(
+                raw_members,
+                sa.and_(
+                    raw_members.c.connection == table.c.connection,
+                    raw_members.c.id == table.c.member_id,
+                ),
+            )
+            .where(table.c.member_id.is_not(None), raw_members.c.id.is_(None))
+            .distinct()
+        )
+        wanted.update(conn.execute(missing).scalars())
+    queued_payments = (
+        sa.select(raw_payments.c.id)
+        .select_from(mirror_changes)
+        .join(raw_payments, _queued(connection_name, "payments", raw_payments))
+        .where(raw_payments.c.member_id.is_not(None))
+        .distinct()
+    )
+    payment_ids = list(conn.execute(queued_payments).scalars())
+    for chunk in in_chunks(payment_ids):
+        payments = read_raw(conn, "payments", connection_name, ids=chunk)
+        members = {
+            m["id"]: m
+            for m in read_raw(
+                conn, "members", connection_name, ids={p["member_id"] for p in payments}
+            )
+        }
+        for payment in payments:
+            member = members.get(payment["member_id"])
+            if member and _user_differs(payment.get("user"), member.get("user")):
+                wanted.add(member["id"])
+    return sorted(wanted)
+
+
+def _user_differs(seen: dict | None, stored: dict | None) -> bool:
+    if not seen or not stored or seen.get("id") != stored.get("id"):
+        return False
+    return any(seen.get(k) != stored.get(k) for k in ("name", "username"))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from whop_pipeline.crm import frames
 from whop_pipeline.crm import mapping as m
+from whop_pipeline.crm import records as crm_records
 
 pytestmark = pytest.mark.unit
 
@@ -184,3 +189,36 @@ def test_product_title_falls_back_to_line_items():
     p = payment("pay_1", "2025-03-04T00:00:00Z", product="prod_unknown")
     p["line_items"] = [{"product_title": "From line item"}]
     assert frames.product_title_for(p, {}) == "From line item"
+
+
+def test_unflatten_builds_composites_and_drops_private_columns():
+    row = {
+        "_key": "k",
+        "name.firstName": "Ana",
+        "name.lastName": "",
+        "emails.primaryEmail": None,
+        "x": 1,
+    }
+    assert crm_records.unflatten(row) == {
+        "name": {"firstName": "Ana", "lastName": ""},
+        "emails": {"primaryEmail": None},
+        "x": 1,
+    }
+
+
+def test_frame_rows_are_plain_json_values():
+    frame = pd.DataFrame(
+        {"_key": ["a"], "n": [np.int64(5)], "f": [math.nan], "l": [["x@y.z"]]}, dtype=object
+    )
+    assert crm_records.frame_rows(frame) == [{"_key": "a", "n": 5, "f": None, "l": ["x@y.z"]}]
+    assert type(crm_records.frame_rows(frame)[0]["n"]) is int
+
+
+def test_equal_content_has_equal_digest_whatever_the_order():
+    assert crm_records.digest({"a": 1, "b": {"c": 2}}) == crm_records.digest(
+        {"b": {"c": 2}, "a": 1}
+    )
+    # Relations count: the same record pointing at another person is another digest.
+    assert crm_records.digest({"a": 1}, {"person": "u1"}) != crm_records.digest(
+        {"a": 1}, {"person": "u2"}
+    )

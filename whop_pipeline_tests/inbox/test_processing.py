@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from whop_pipeline.cli.sync import run_sync
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.processing import process_batch
 from whop_pipeline.sandbox.readings import live_records
 from whop_pipeline.store.raw import read_raw
-from whop_pipeline.sync import run_sync
 from whop_pipeline_tests.inbox.webhook_helpers import envelope, later, put
 from whop_pipeline_tests.pipeline import set_env
 

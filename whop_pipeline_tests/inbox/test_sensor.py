@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-from dagster._core.utils import make_new_run_id
 
 from whop_pipeline.inbox import store
-from whop_pipeline.inbox.sensor import (
+from whop_pipeline.orchestration.sensors import (
     BATCH_SIZE,
     RELAUNCH_AFTER,
     batch_run_key,
@@ -118,8 +117,8 @@ def test_nothing_is_launched_while_an_inbox_run_is_in_progress(sqlite_url):
     engine = get_engine(sqlite_url)
     add(engine, 2)
     with dg.instance_for_test() as instance:
-        run = DagsterRun(
-            job_name="whop_inbox_job", run_id=make_new_run_id(), status=DagsterRunStatus.STARTED
+        run = dg.DagsterRun(
+            job_name="whop_inbox_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
         )
         instance.add_run(run)
         waiting = evaluate(sqlite_url, instance=instance)

@@ -1,5 +1,7 @@
 """Contract: the metadata REST API of the Twenty emulator: discovery, custom fields, SELECT
-options, custom objects (reference §5, §9.1, §9.2, §10) and the public endpoints (§1)."""
+options, custom objects and the public endpoints. Each test's docstring opens with the section of
+docs/twenty-api.md whose rule it enforces (#metadata-api, #custom-fields, #select-options,
+#capability-discovery, #authentication)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ def fields_by_name(obj: dict) -> dict[str, dict]:
 
 
 def test_objects_list_shape_and_standard_objects(twenty_client):
-    """§5: ``{data:{objects:[...]}, pageInfo, totalCount}``; objects carry their fields."""
+    """docs/twenty-api.md#metadata-api: ``{data:{objects:[...]}, pageInfo, totalCount}``;
+    objects carry their fields."""
     body = twenty_client.get("/rest/metadata/objects").json()
     assert set(body) == {"data", "pageInfo", "totalCount"}
     assert body["totalCount"] == len(body["data"]["objects"]) == 5
@@ -71,7 +74,8 @@ def test_objects_list_shape_and_standard_objects(twenty_client):
 
 
 def test_default_stages_have_ids_labels_positions_colors_and_no_negotiation(twenty_client):
-    """§4: default stages NEW, SCREENING, MEETING, PROPOSAL, CUSTOMER; no NEGOTIATION, LOST."""
+    """docs/twenty-api.md#select-options: default stages NEW, SCREENING, MEETING, PROPOSAL,
+    CUSTOMER; no NEGOTIATION, LOST."""
     stage = fields_by_name(objects_by_name(twenty_client)["opportunity"])["stage"]
     assert stage["type"] == "SELECT"
     assert stage["defaultValue"] == "'NEW'"
@@ -88,8 +92,9 @@ def test_default_stages_have_ids_labels_positions_colors_and_no_negotiation(twen
 
 
 def test_note_target_links_are_discoverable_in_both_styles(twenty_client, twenty_factory):
-    """§9.1: link names are derived from metadata: ``targetPerson`` (MORPH_RELATION, join column
-    ``targetPersonId``) on current servers, ``person`` (``personId``) on legacy ones."""
+    """docs/twenty-api.md#capability-discovery: link names are derived from metadata:
+    ``targetPerson`` (MORPH_RELATION, join column ``targetPersonId``) on current servers,
+    ``person`` (``personId``) on legacy ones (docs/twenty-api.md#notetarget-links)."""
     current = fields_by_name(objects_by_name(twenty_client)["noteTarget"])
     assert current["targetPerson"]["type"] == "MORPH_RELATION"
     assert current["targetPerson"]["settings"]["joinColumnName"] == "targetPersonId"
@@ -105,7 +110,8 @@ def test_note_target_links_are_discoverable_in_both_styles(twenty_client, twenty
 
 
 def test_create_unique_text_field_returns_create_one_field(twenty_client):
-    """§5: ``POST /rest/metadata/fields`` with a flat body → ``{data:{createOneField}}``."""
+    """docs/twenty-api.md#metadata-api: ``POST /rest/metadata/fields`` with a flat body →
+    ``{data:{createOneField}}``."""
     object_id = twenty_client.object_id("person")
     response = twenty_client.post(
         "/rest/metadata/fields",
@@ -137,7 +143,8 @@ def test_create_unique_text_field_returns_create_one_field(twenty_client):
 
 
 def test_new_field_appears_on_existing_and_new_records(twenty, twenty_client):
-    """§9.2: a new custom field is writable at once; existing rows read its default (null)."""
+    """docs/twenty-api.md#custom-fields: a new custom field is writable at once; existing rows
+    read its default (null)."""
     existing = twenty.seed_record("opportunities", {"name": "old"})
     twenty_client.create_field("opportunity", "whopRenewalDate", type="DATE_TIME")
     twenty_client.create_field("opportunity", "seats", type="NUMBER")
@@ -169,7 +176,8 @@ def test_new_field_appears_on_existing_and_new_records(twenty, twenty_client):
     ],
 )
 def test_field_names_are_camel_case_and_unique_per_object(twenty_client, name, message):
-    """§5: names are camelCase and not taken on the object (a duplicate name is a 400)."""
+    """docs/twenty-api.md#custom-fields: names are camelCase and not taken on the object (a
+    duplicate name is a 400)."""
     response = twenty_client.post(
         "/rest/metadata/fields",
         json={
@@ -184,7 +192,8 @@ def test_field_names_are_camel_case_and_unique_per_object(twenty_client, name, m
 
 
 def test_creating_the_same_custom_field_twice_is_a_400(twenty_client):
-    """§9.2: create each field only if missing; the second create is refused."""
+    """docs/twenty-api.md#custom-fields: create each field only if missing; the second create
+    is refused."""
     twenty_client.create_field("note", "whopPaymentId", isUnique=True)
     again = twenty_client.post(
         "/rest/metadata/fields",
@@ -199,8 +208,9 @@ def test_creating_the_same_custom_field_twice_is_a_400(twenty_client):
 
 
 def test_adding_stages_with_a_full_option_list_keeps_ids(twenty_client):
-    """§5: PATCH the stage field with every existing option (ids kept) plus new ones →
-    ``{data:{updateOneField}}``; the new values are then accepted on records."""
+    """docs/twenty-api.md#select-options: PATCH the stage field with every existing option (ids
+    kept) plus new ones → ``{data:{updateOneField}}``; the new values are then accepted on
+    records."""
     field_id = twenty_client.field_id("opportunity", "stage")
     current = twenty_client.get(f"/rest/metadata/fields/{field_id}").json()["data"]["field"]
     options = current["options"] + [
@@ -217,7 +227,8 @@ def test_adding_stages_with_a_full_option_list_keeps_ids(twenty_client):
 
 
 def test_option_values_must_be_upper_snake_case_and_nothing_changes(twenty_client):
-    """§5: "Value must be in UPPER_CASE and follow snake_case"; a refused update changes nothing."""
+    """docs/twenty-api.md#select-options: "Value must be in UPPER_CASE and follow snake_case";
+    a refused update changes nothing."""
     field_id = twenty_client.field_id("opportunity", "stage")
     current = twenty_client.get(f"/rest/metadata/fields/{field_id}").json()["data"]["field"]
     bad = current["options"] + [{"value": "Negotiation", "label": "Negotiation", "position": 5}]
@@ -235,7 +246,8 @@ def test_option_values_must_be_upper_snake_case_and_nothing_changes(twenty_clien
 
 
 def test_removing_an_option_in_use_moves_records_to_the_default(twenty, twenty_client):
-    """§5: options are a full replacement; dropping one still in use is destructive."""
+    """docs/twenty-api.md#select-options: options are a full replacement; dropping one still in
+    use is destructive."""
     record = twenty.seed_record("opportunities", {"stage": "PROPOSAL"})
     field_id = twenty_client.field_id("opportunity", "stage")
     current = twenty_client.get(f"/rest/metadata/fields/{field_id}").json()["data"]["field"]
@@ -249,7 +261,8 @@ def test_removing_an_option_in_use_moves_records_to_the_default(twenty, twenty_c
 
 
 def test_making_a_field_unique_fails_on_existing_duplicates(twenty, twenty_client):
-    """§5: setting ``isUnique`` builds a unique index and fails if duplicates exist."""
+    """docs/twenty-api.md#custom-fields: setting ``isUnique`` builds a unique index and fails if
+    duplicates exist."""
     field = twenty_client.create_field("person", "whopUsername")
     twenty.seed_record("people", {"whopUsername": "same"})
     twenty.seed_record("people", {"whopUsername": "same"})
@@ -268,8 +281,9 @@ def test_making_a_field_unique_fails_on_existing_duplicates(twenty, twenty_clien
 
 
 def test_custom_object_gets_name_field_system_fields_and_rest_routes(twenty, twenty_client):
-    """§5/§10 ``createOneObject``: a custom object has a default ``name`` field and the system
-    fields; its REST routes work at once, and unique custom fields drive its upserts (§2.3)."""
+    """docs/twenty-api.md#metadata-api ``createOneObject``: a custom object has a default
+    ``name`` field and the system fields; its REST routes work at once, and unique custom fields
+    drive its upserts (docs/twenty-api.md#unique-fields)."""
     response = twenty_client.post(
         "/rest/metadata/objects",
         json={
@@ -307,7 +321,8 @@ def test_custom_object_gets_name_field_system_fields_and_rest_routes(twenty, twe
 
 
 def test_custom_object_name_rules(twenty_client):
-    """§5: object names are camelCase, singular ≠ plural, and not already taken."""
+    """docs/twenty-api.md#metadata-api: object names are camelCase, singular ≠ plural, and not
+    already taken."""
 
     def create(**body: str) -> httpx.Response:
         base = {"labelSingular": "X", "labelPlural": "Xs"}
@@ -323,7 +338,8 @@ def test_custom_object_name_rules(twenty_client):
 
 
 def test_reset_with_data_drops_custom_metadata(twenty, twenty_client):
-    """§9.2: a reset workspace is the initial one again (fields created again get the same id)."""
+    """docs/twenty-api.md#custom-fields: a reset workspace is the initial one again (fields
+    created again get the same id)."""
     first = twenty_client.create_field("person", "whopProfileUrl")
     twenty.reset(data=True)
     assert "whopProfileUrl" not in fields_by_name(objects_by_name(twenty_client)["person"])
@@ -332,7 +348,8 @@ def test_reset_with_data_drops_custom_metadata(twenty, twenty_client):
 
 
 def test_public_client_config_and_health(twenty_session):
-    """§1, §9.1: ``/client-config`` is public and carries ``appVersion``; ``/healthz`` too."""
+    """docs/twenty-api.md#authentication and #capability-discovery: ``/client-config`` is public
+    and carries ``appVersion``; ``/healthz`` too."""
     url = twenty_session[1].url
     config = httpx.get(f"{url}/client-config")
     assert config.status_code == 200 and config.json()["appVersion"]

@@ -1,5 +1,6 @@
 """Pure parts of the Twenty emulator: the filter/order_by parsers, sorting, the token buckets and
-value normalization (reference §2.2, §4, §6)."""
+value normalization. Each test's docstring opens with the section of docs/twenty-api.md whose rule
+it enforces (#filters, #ordering-and-paging, #rate-limit, #composite-fields)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ pytestmark = pytest.mark.unit
 
 
 def test_root_conditions_are_wrapped_in_and():
-    """§2.2: comma-separated conditions form a root ``and``."""
+    """docs/twenty-api.md#filters: comma-separated conditions form a root ``and``."""
     assert parse_filter("city[eq]:Oslo,jobTitle[is]:NULL") == Junction(
         "and", (Condition(("city",), "eq", "Oslo"), Condition(("jobTitle",), "is", "NULL"))
     )
 
 
 def test_nested_conjunctions_and_dot_paths():
-    """§2.2: ``or(...)`` / ``not(...)`` nest; dot paths reach composite subfields."""
+    """docs/twenty-api.md#filters: ``or(...)`` / ``not(...)`` nest; dot paths reach composite
+    subfields."""
     parsed = parse_filter('or(emails.primaryEmail[eq]:a@x.com,not(city[eq]:"Paris, TX"))')
     assert parsed == Junction(
         "or",
@@ -43,7 +45,8 @@ def test_nested_conjunctions_and_dot_paths():
 
 
 def test_in_list_split_on_commas_quotes_stripped_no_trim():
-    """§2.2: ``in`` is split naively on ``,``; quotes stripped; whitespace kept."""
+    """docs/twenty-api.md#filters: ``in`` is split naively on ``,``; quotes stripped; whitespace
+    kept."""
     condition = parse_filter('id[in]:["a","b", "c"]').items[0]
     assert condition == Condition(("id",), "in", ["a", "b", ' "c"'])
 
@@ -75,7 +78,8 @@ def test_split_top_level_respects_parentheses_brackets_and_quotes():
 
 
 def test_order_by_defaults_and_id_tie_breaker():
-    """§2.2: default direction AscNullsFirst; an ``id`` tie-breaker is always appended."""
+    """docs/twenty-api.md#ordering-and-paging: default direction AscNullsFirst; an ``id``
+    tie-breaker is always appended."""
     assert parse_order_by("name.firstName,createdAt[DescNullsLast]") == [
         (("name", "firstName"), "AscNullsFirst"),
         (("createdAt",), "DescNullsLast"),
@@ -109,8 +113,9 @@ def test_sort_rows_agrees_with_the_cursor_comparison(direction):
 
 
 def test_token_buckets_short_and_long_with_continuous_refill():
-    """§6: 100 per 1000 ms and N per 60000 ms, continuous refill, 429 names the exhausted
-    bucket, Retry-After covers the wait for one token; a refused call consumes nothing."""
+    """docs/twenty-api.md#rate-limit: 100 per 1000 ms and N per 60000 ms, continuous refill, 429
+    names the exhausted bucket, Retry-After covers the wait for one token; a refused call consumes
+    nothing."""
     now = [0.0]
     throttle = WorkspaceThrottle(per_minute=100, clock=lambda: now[0])
     for _ in range(100):
@@ -142,7 +147,8 @@ def test_lowering_the_long_limit_applies_at_once():
 
 
 def test_link_urls_get_a_lower_case_origin_and_no_trailing_slash():
-    """§4 Company ``domainName``: ``lowercaseUrlOriginAndRemoveTrailingSlash``."""
+    """docs/twenty-api.md#composite-fields, Company ``domainName``:
+    ``lowercaseUrlOriginAndRemoveTrailingSlash``."""
     assert url_with_lower_origin("HTTPS://Acme.COM/Path/") == "https://acme.com/Path"
     assert url_with_lower_origin("Acme.com") == "acme.com"
 

@@ -1,5 +1,6 @@
 """Contract: list calls of the Twenty emulator: filter, order_by, limit, cursors, totalCount and
-soft-deleted visibility (reference §2.1, §2.2)."""
+soft-deleted visibility. Each test's docstring opens with the section of docs/twenty-api.md whose
+rule it enforces (#rest-core-api, #filters, #ordering-and-paging, #soft-deleted-records)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def emails(response) -> list[str]:
 
 
 def test_list_shape_default_limit_and_total_count(twenty, twenty_client):
-    """§2.1 list → ``{data:{people}, totalCount, pageInfo}``; §2.2 ``limit`` defaults to 60."""
+    """docs/twenty-api.md#rest-core-api list → ``{data:{people}, totalCount, pageInfo}``;
+    docs/twenty-api.md#ordering-and-paging ``limit`` defaults to 60."""
     seed_people(twenty, 65)
     body = twenty_client.get("/rest/people").json()
     assert set(body) == {"data", "totalCount", "pageInfo"}
@@ -42,7 +44,8 @@ def test_list_shape_default_limit_and_total_count(twenty, twenty_client):
 
 
 def test_limit_is_silently_capped_at_the_maximum(twenty, twenty_client):
-    """§2.2: ``limit`` above QUERY_MAX_RECORDS (200) is capped, not refused."""
+    """docs/twenty-api.md#ordering-and-paging: ``limit`` above QUERY_MAX_RECORDS (200) is
+    capped, not refused."""
     twenty_client.post("/rest/batch/notes", json=[{"title": str(i)} for i in range(200)])
     twenty_client.post("/rest/batch/notes", json=[{"title": str(i)} for i in range(10)])
     body = twenty_client.get("/rest/notes", params={"limit": "1000"}).json()
@@ -53,7 +56,8 @@ def test_limit_is_silently_capped_at_the_maximum(twenty, twenty_client):
 
 
 def test_cursor_paging_visits_every_record_once(twenty, twenty_client):
-    """§2.2: pass ``starting_after=<endCursor>`` until ``hasNextPage`` is false."""
+    """docs/twenty-api.md#ordering-and-paging: pass ``starting_after=<endCursor>`` until
+    ``hasNextPage`` is false."""
     seed_people(twenty, 25)
     seen, cursor, pages = [], None, 0
     while True:
@@ -72,7 +76,8 @@ def test_cursor_paging_visits_every_record_once(twenty, twenty_client):
 
 
 def test_ending_before_pages_backwards(twenty, twenty_client):
-    """§2.2: ``ending_before`` pages backwards (never both cursors)."""
+    """docs/twenty-api.md#ordering-and-paging: ``ending_before`` pages backwards (never both
+    cursors)."""
     seed_people(twenty, 12)
     order = {"order_by": "emails.primaryEmail"}
     last_page = twenty_client.get("/rest/people", params={**order, "limit": "200"}).json()
@@ -91,8 +96,8 @@ def test_ending_before_pages_backwards(twenty, twenty_client):
 
 
 def test_eq_on_composite_subfield_is_case_sensitive(twenty, twenty_client):
-    """§2.2: dot paths reach composite subfields; stored emails are lower case, filter values are
-    not canonicalized, so clients lower-case their own filter values."""
+    """docs/twenty-api.md#filters: dot paths reach composite subfields; stored emails are lower
+    case, filter values are not canonicalized, so clients lower-case their own filter values."""
     seed_people(twenty, 3)
     assert emails(
         twenty_client.get("/rest/people", params={"filter": "emails.primaryEmail[eq]:p01@x.com"})
@@ -108,7 +113,8 @@ def test_eq_on_composite_subfield_is_case_sensitive(twenty, twenty_client):
 
 
 def test_in_splits_naively_and_strips_quotes(twenty, twenty_client):
-    """§2.2 ``in``: bracketed list, split on ``,`` without trimming, quotes stripped."""
+    """docs/twenty-api.md#filters ``in``: bracketed list, split on ``,`` without trimming,
+    quotes stripped."""
     seed_people(twenty, 5)
     quoted = '["p01@x.com","p03@x.com"]'
     assert sorted(
@@ -127,7 +133,7 @@ def test_in_splits_naively_and_strips_quotes(twenty, twenty_client):
 
 
 def test_is_null_and_not_null(twenty, twenty_client):
-    """§2.2 ``is`` takes NULL / NOT_NULL."""
+    """docs/twenty-api.md#filters ``is`` takes NULL / NOT_NULL."""
     seed_people(twenty, 7)  # city is null for 0, 3, 6
     null_city = twenty_client.get("/rest/people", params={"filter": "city[is]:NULL"})
     assert sorted(emails(null_city)) == ["p00@x.com", "p03@x.com", "p06@x.com"]
@@ -136,7 +142,8 @@ def test_is_null_and_not_null(twenty, twenty_client):
 
 
 def test_nested_and_or_not(twenty, twenty_client):
-    """§2.2: comma = root ``and``; ``and(...)``, ``or(...)``, ``not(...)`` nest."""
+    """docs/twenty-api.md#filters: comma = root ``and``; ``and(...)``, ``or(...)``, ``not(...)``
+    nest."""
     seed_people(twenty, 10)
     query = "or(name.lastName[eq]:Odd,emails.primaryEmail[eq]:p00@x.com),not(city[is]:NULL)"
     result = twenty_client.get(
@@ -152,8 +159,8 @@ def test_nested_and_or_not(twenty, twenty_client):
 
 
 def test_comparison_operators_on_numbers_and_dates(twenty, twenty_client):
-    """§2.2 comparators ``gt``/``gte``/``lt``/``lte`` compare typed values; ``like``/``ilike``
-    and ``startsWith`` match text."""
+    """docs/twenty-api.md#filters comparators ``gt``/``gte``/``lt``/``lte`` compare typed
+    values; ``like``/``ilike`` and ``startsWith`` match text."""
     for index, micros in enumerate((1_000_000, 5_000_000, 9_000_000)):
         twenty.seed_record(
             "opportunities",
@@ -181,7 +188,8 @@ def test_comparison_operators_on_numbers_and_dates(twenty, twenty_client):
 
 
 def test_order_by_directions_and_id_tie_breaker(twenty, twenty_client):
-    """§2.2: ``order_by=field[DescNullsLast]``; nulls placed as asked; id breaks ties."""
+    """docs/twenty-api.md#ordering-and-paging: ``order_by=field[DescNullsLast]``; nulls placed
+    as asked; id breaks ties."""
     seed_people(twenty, 7)
     ordered = twenty_client.get(
         "/rest/people", params={"order_by": "city[DescNullsLast],emails.primaryEmail"}
@@ -206,8 +214,8 @@ def test_order_by_directions_and_id_tie_breaker(twenty, twenty_client):
 
 
 def test_soft_deleted_records_are_hidden_unless_the_filter_names_deleted_at(twenty, twenty_client):
-    """§2.1: soft-deleted records are hidden from lists and gets; a ``deletedAt`` filter reads
-    them (Twenty switches to ``withDeleted`` then)."""
+    """docs/twenty-api.md#soft-deleted-records: soft-deleted records are hidden from lists and
+    gets; a ``deletedAt`` filter reads them (Twenty switches to ``withDeleted`` then)."""
     people = seed_people(twenty, 3)
     twenty_client.delete(f"/rest/people/{people[1]['id']}", params={"soft_delete": "true"})
     assert sorted(emails(twenty_client.get("/rest/people"))) == ["p00@x.com", "p02@x.com"]
@@ -217,7 +225,8 @@ def test_soft_deleted_records_are_hidden_unless_the_filter_names_deleted_at(twen
 
 
 def test_filter_errors_are_400s(twenty_client):
-    """§2.2 parser errors: unknown comparator, unknown field, unbalanced brackets."""
+    """docs/twenty-api.md#filters parser errors: unknown comparator, unknown field, unbalanced
+    brackets."""
     unknown_comparator = twenty_client.get("/rest/people", params={"filter": "city[contains]:x"})
     assert twenty_client.messages(unknown_comparator)[0].startswith(
         "'filter' invalid for 'city[contains]:x', comparator contains not in eq, neq, in"

@@ -1,4 +1,6 @@
-"""Contract: batch create and upsert semantics of the Twenty emulator (reference §2.1, §2.3, §6)."""
+"""Contract: batch create and upsert semantics of the Twenty emulator. Each test's docstring
+opens with the section of docs/twenty-api.md whose rule it enforces (#rest-core-api,
+#batch-upsert, #unique-fields, #batch-size-limit, #idempotent-writes)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def upsert(client: httpx.Client, plural: str, rows: list[dict]) -> httpx.Respons
 
 
 def test_batch_create_returns_201_keyed_create_plural_in_input_order(twenty_client):
-    """§2.1: batch responses are keyed ``create${capitalize(namePlural)}``, input order kept."""
+    """docs/twenty-api.md#rest-core-api: batch responses are keyed
+    ``create${capitalize(namePlural)}``, input order kept."""
     emails = [f"p{i}@x.com" for i in range(5)]
     response = twenty_client.post("/rest/batch/people", json=[person(e) for e in emails])
     assert response.status_code == 201
@@ -35,8 +38,9 @@ def test_batch_create_returns_201_keyed_create_plural_in_input_order(twenty_clie
 
 
 def test_upsert_by_email_is_case_insensitive_and_keeps_the_existing_id(twenty, twenty_client):
-    """§2.3 + §4 Person: emails are lower-cased on write, so an upsert with another casing
-    matches the stored person, and the returned record carries the matched id."""
+    """docs/twenty-api.md#batch-upsert and #composite-fields: emails are lower-cased on write, so
+    an upsert with another casing matches the stored person, and the returned record carries the
+    matched id."""
     existing = twenty.seed_record("people", person("Grace@Example.COM", "Grace"))
     assert existing["emails"]["primaryEmail"] == "grace@example.com"
     response = upsert(twenty_client, "people", [person("GRACE@example.com", "Gracie")])
@@ -48,8 +52,8 @@ def test_upsert_by_email_is_case_insensitive_and_keeps_the_existing_id(twenty, t
 
 
 def test_upsert_matches_by_unique_custom_field_and_replaces_the_input_id(twenty, twenty_client):
-    """§2.3: custom fields created with ``isUnique`` join the conflict groups; the input id of
-    a matched row is replaced by the matched record's id."""
+    """docs/twenty-api.md#unique-fields: custom fields created with ``isUnique`` join the
+    conflict groups; the input id of a matched row is replaced by the matched record's id."""
     twenty_client.create_field("person", "whopUserId", isUnique=True)
     first = upsert(twenty_client, "people", [person("a@x.com", whopUserId="user_1")]).json()
     original_id = first["data"]["createPeople"][0]["id"]
@@ -64,8 +68,8 @@ def test_upsert_matches_by_unique_custom_field_and_replaces_the_input_id(twenty,
 
 
 def test_upsert_by_id_updates_partially_omitted_fields_kept_null_clears(twenty, twenty_client):
-    """§2.3: matched rows are updated partially: omitted fields kept, ``null`` clears; composite
-    fields merge by subfield."""
+    """docs/twenty-api.md#batch-upsert: matched rows are updated partially: omitted fields kept,
+    ``null`` clears; composite fields merge by subfield."""
     record = twenty.seed_record("people", person("keep@x.com", jobTitle="Engineer", city="Paris"))
     response = upsert(
         twenty_client,
@@ -81,7 +85,8 @@ def test_upsert_by_id_updates_partially_omitted_fields_kept_null_clears(twenty, 
 
 
 def test_upsert_restores_a_soft_deleted_match(twenty, twenty_client):
-    """§2.3: matching runs ``withDeleted()``; a soft-deleted match is restored (deletedAt null)."""
+    """docs/twenty-api.md#soft-deleted-records: matching runs ``withDeleted()``; a soft-deleted
+    match is restored (deletedAt null)."""
     record = twenty.seed_record("people", person("ghost@x.com"))
     deleted = twenty_client.delete(f"/rest/people/{record['id']}", params={"soft_delete": "true"})
     assert deleted.json()["data"]["deletePerson"]["deletedAt"] is not None
@@ -93,8 +98,8 @@ def test_upsert_restores_a_soft_deleted_match(twenty, twenty_client):
 
 
 def test_row_matching_two_records_is_a_400_and_nothing_is_written(twenty, twenty_client):
-    """§2.3: a row whose id matches A and whose email matches B throws
-    UPSERT_MULTIPLE_MATCHING_RECORDS_CONFLICT and the whole call fails."""
+    """docs/twenty-api.md#unique-fields: a row whose id matches A and whose email matches B
+    throws UPSERT_MULTIPLE_MATCHING_RECORDS_CONFLICT and the whole call fails."""
     a = twenty.seed_record("people", person("a@x.com"))
     twenty.seed_record("people", person("b@x.com"))
     before = twenty.dump()
@@ -113,8 +118,9 @@ def test_row_matching_two_records_is_a_400_and_nothing_is_written(twenty, twenty
 
 
 def test_two_new_rows_with_the_same_unique_value_fail_the_whole_call(twenty, twenty_client):
-    """§2.3: rows inside one call are not checked against each other; both inserts hit the
-    unique index → 400 duplicate entry, and nothing of the batch is written."""
+    """docs/twenty-api.md#unique-fields: rows inside one call are not checked against each
+    other; both inserts hit the unique index → 400 duplicate entry, and nothing of the batch is
+    written."""
     response = upsert(
         twenty_client,
         "people",
@@ -126,8 +132,8 @@ def test_two_new_rows_with_the_same_unique_value_fail_the_whole_call(twenty, twe
 
 
 def test_two_new_rows_with_the_same_id_fail_the_whole_call(twenty, twenty_client):
-    """§2.3/§8: deterministic ids must be deduplicated client-side; a repeated new id is a
-    primary-key duplicate."""
+    """docs/twenty-api.md#unique-fields: deterministic ids must be deduplicated client-side; a
+    repeated new id is a primary-key duplicate."""
     note_id = str(uuid.uuid4())
     response = upsert(
         twenty_client, "notes", [{"id": note_id, "title": "a"}, {"id": note_id, "title": "b"}]
@@ -138,8 +144,9 @@ def test_two_new_rows_with_the_same_id_fail_the_whole_call(twenty, twenty_client
 
 
 def test_update_taking_another_records_unique_value_is_a_duplicate(twenty, twenty_client):
-    """§2.3/§2.4: an update to a unique value another record holds (soft-deleted ones count)
-    violates the unique index → 400 duplicate entry, record unchanged."""
+    """docs/twenty-api.md#unique-fields: an update to a unique value another record holds
+    (soft-deleted ones count) violates the unique index → 400 duplicate entry, record
+    unchanged."""
     a = twenty.seed_record("people", person("a@x.com"))
     b = twenty.seed_record("people", person("b@x.com"))
     twenty_client.delete(f"/rest/people/{b['id']}", params={"soft_delete": "true"})
@@ -152,7 +159,8 @@ def test_update_taking_another_records_unique_value_is_a_duplicate(twenty, twent
 
 
 def test_more_rows_than_the_maximum_is_a_400_with_the_limit_in_the_message(twenty_client):
-    """§6: QUERY_MAX_RECORDS = 200; over it: "Maximum number of records to upsert is N."."""
+    """docs/twenty-api.md#batch-size-limit: QUERY_MAX_RECORDS = 200; over it: "Maximum number
+    of records to upsert is N."."""
     rows = [{"title": f"n{i}"} for i in range(201)]
     response = upsert(twenty_client, "notes", rows)
     assert response.status_code == 400
@@ -161,7 +169,8 @@ def test_more_rows_than_the_maximum_is_a_400_with_the_limit_in_the_message(twent
 
 
 def test_configured_maximum_is_reported_so_clients_can_shrink(twenty_factory):
-    """§6/§9.4: older servers allow 60 per call; the client parses N from the message."""
+    """docs/twenty-api.md#batch-size-limit: older servers allow 60 per call; the client parses N
+    from the message."""
     emulator, client = twenty_factory(max_batch=60)
     response = client.post("/rest/batch/notes", json=[{"title": str(i)} for i in range(61)])
     assert client.messages(response) == ["Maximum number of records to upsert is 60."]
@@ -171,7 +180,7 @@ def test_configured_maximum_is_reported_so_clients_can_shrink(twenty_factory):
 
 
 def test_plain_create_with_an_existing_id_is_a_400(twenty, twenty_client):
-    """§2.3: with ``upsert=false`` an existing id fails."""
+    """docs/twenty-api.md#batch-upsert: with ``upsert=false`` an existing id fails."""
     record = twenty.seed_record("notes", {"title": "first"})
     response = twenty_client.post("/rest/batch/notes", json=[{"id": record["id"], "title": "x"}])
     assert response.status_code == 400
@@ -181,7 +190,8 @@ def test_plain_create_with_an_existing_id_is_a_400(twenty, twenty_client):
 
 
 def test_plain_create_with_a_duplicate_unique_value_is_a_400(twenty, twenty_client):
-    """§2.3: with ``upsert=false`` a duplicate unique value is a 400, soft-deleted holders too."""
+    """docs/twenty-api.md#soft-deleted-records: with ``upsert=false`` a duplicate unique value
+    is a 400, soft-deleted holders too."""
     record = twenty.seed_record("people", person("taken@x.com"))
     twenty_client.delete(f"/rest/people/{record['id']}", params={"soft_delete": "true"})
     response = twenty_client.post("/rest/people", json=person("TAKEN@x.com"))
@@ -190,8 +200,9 @@ def test_plain_create_with_a_duplicate_unique_value_is_a_400(twenty, twenty_clie
 
 
 def test_company_upsert_matches_on_domain_with_normalized_origin(twenty, twenty_client):
-    """§2.3/§4 Company: ``domainName.primaryLinkUrl`` is unique; the URL origin is lower-cased
-    and the trailing slash dropped before matching."""
+    """docs/twenty-api.md#unique-fields and #composite-fields, Company:
+    ``domainName.primaryLinkUrl`` is unique; the URL origin is lower-cased and the trailing slash
+    dropped before matching."""
     company = twenty.seed_record(
         "companies", {"name": "Acme", "domainName": {"primaryLinkUrl": "https://acme.com"}}
     )
@@ -206,7 +217,8 @@ def test_company_upsert_matches_on_domain_with_normalized_origin(twenty, twenty_
 
 
 def test_single_create_with_upsert_uses_the_same_matching(twenty, twenty_client):
-    """§2.1: ``POST /rest/<plural>?upsert=true`` answers ``create<Singular>`` and upserts."""
+    """docs/twenty-api.md#rest-core-api: ``POST /rest/<plural>?upsert=true`` answers
+    ``create<Singular>`` and upserts."""
     record = twenty.seed_record("people", person("one@x.com"))
     response = twenty_client.post(
         "/rest/people", params={"upsert": "true"}, json=person("one@x.com", "Changed")
@@ -218,7 +230,8 @@ def test_single_create_with_upsert_uses_the_same_matching(twenty, twenty_client)
 
 
 def test_rerunning_the_same_batch_is_a_no_op_update(twenty, twenty_client):
-    """§9.3: deterministic ids + upsert make re-runs updates, never duplicates."""
+    """docs/twenty-api.md#idempotent-writes: deterministic ids + upsert make re-runs updates,
+    never duplicates."""
     note_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "note:pay_1"))
     rows = [{"id": note_id, "title": "Payment", "bodyV2": {"markdown": "**paid**"}}]
     first = upsert(twenty_client, "notes", rows).json()["data"]["createNotes"][0]
@@ -229,8 +242,9 @@ def test_rerunning_the_same_batch_is_a_no_op_update(twenty, twenty_client):
 
 
 def test_created_by_is_server_filled_and_kept_on_update(twenty, twenty_client):
-    """§4: createdBy/updatedBy are ACTOR values the server fills (source API, the key's name);
-    client values are ignored and an upsert keeps createdBy."""
+    """docs/twenty-api.md#standard-objects: createdBy/updatedBy are ACTOR values the server
+    fills (source API, the key's name); client values are ignored and an upsert keeps
+    createdBy."""
     response = twenty_client.post(
         "/rest/notes", json={"title": "t", "createdBy": {"source": "MANUAL", "name": "me"}}
     )

@@ -1,5 +1,7 @@
 """Contract: input validation, error shapes, single-record routes and delete semantics of the
-Twenty emulator (reference §2.1, §2.4, §4)."""
+Twenty emulator. Each test's docstring opens with the section of docs/twenty-api.md whose rule it
+enforces (#rest-core-api, #error-bodies, #composite-fields, #standard-objects, #relations,
+#notetarget-links, #note-body, #select-options)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ pytestmark = pytest.mark.sandbox
 
 
 def test_flat_first_name_is_rejected_with_twentys_exact_body(twenty, twenty_client):
-    """§2.4 (#17636): flat ``firstName`` → 400 with the REST exception filter's body."""
+    """docs/twenty-api.md#error-bodies (#17636): flat ``firstName`` → 400 with the REST
+    exception filter's body."""
     response = twenty_client.post("/rest/people", json={"firstName": "Ada"})
     assert response.status_code == 400
     assert response.json() == {
@@ -27,7 +30,8 @@ def test_flat_first_name_is_rejected_with_twentys_exact_body(twenty, twenty_clie
 
 
 def test_unknown_field_on_any_object_is_a_400(twenty_client):
-    """§2.4: unknown fields (here the removed Note ``authorId``, §8) are rejected."""
+    """docs/twenty-api.md#error-bodies: unknown fields (here the removed Note ``authorId``,
+    docs/twenty-api.md#note-body) are rejected."""
     response = twenty_client.post("/rest/notes", json={"title": "t", "authorId": str(uuid.uuid4())})
     assert twenty_client.messages(response) == ['Object note doesn\'t have any "authorId" field.']
 
@@ -43,14 +47,16 @@ def test_unknown_field_on_any_object_is_a_400(twenty_client):
     ],
 )
 def test_wrong_composite_shapes_are_rejected(twenty_client, body, message):
-    """§4 field shapes: composite subfields are checked by name and type."""
+    """docs/twenty-api.md#composite-fields: composite subfields are checked by name and
+    type."""
     response = twenty_client.post("/rest/people", json=body)
     assert response.status_code == 400
     assert twenty_client.messages(response) == [message]
 
 
 def test_note_target_current_form_accepted_legacy_form_rejected(twenty, twenty_client):
-    """§4 NoteTarget (≥ v1.17): ``targetPersonId``; the legacy ``personId`` is an unknown field."""
+    """docs/twenty-api.md#notetarget-links (≥ v1.17): ``targetPersonId``; the legacy
+    ``personId`` is an unknown field."""
     person = twenty.seed_record("people", {"emails": {"primaryEmail": "t@x.com"}})
     note = twenty.seed_record("notes", {"title": "n"})
     ok = twenty_client.post(
@@ -67,7 +73,8 @@ def test_note_target_current_form_accepted_legacy_form_rejected(twenty, twenty_c
 
 
 def test_note_target_legacy_server_takes_person_id_only(twenty_factory):
-    """§4 NoteTarget (≤ v1.16): ``personId``/``opportunityId``; the new names are unknown."""
+    """docs/twenty-api.md#notetarget-links (≤ v1.16): ``personId``/``opportunityId``; the new
+    names are unknown."""
     emulator, client = twenty_factory(note_target_style="legacy")
     person = emulator.seed_record("people", {"emails": {"primaryEmail": "l@x.com"}})
     note = emulator.seed_record("notes", {"title": "n"})
@@ -82,7 +89,8 @@ def test_note_target_legacy_server_takes_person_id_only(twenty_factory):
 
 
 def test_relation_ids_must_reference_existing_records(twenty, twenty_client):
-    """§2.4: bad relation input is a 400 (Twenty has foreign keys); the batch writes nothing."""
+    """docs/twenty-api.md#relations: bad relation input is a 400 (Twenty has foreign keys); the
+    batch writes nothing."""
     missing = str(uuid.uuid4())
     response = twenty_client.post(
         "/rest/batch/opportunities",
@@ -101,7 +109,8 @@ def test_relation_ids_must_reference_existing_records(twenty, twenty_client):
 
 
 def test_relation_to_a_soft_deleted_record_is_allowed(twenty, twenty_client):
-    """§2.3: soft-deleted rows stay in the table, so the foreign key is satisfied."""
+    """docs/twenty-api.md#soft-deleted-records: soft-deleted rows stay in the table, so the
+    foreign key is satisfied."""
     person = twenty.seed_record("people", {"emails": {"primaryEmail": "s@x.com"}})
     twenty_client.delete(f"/rest/people/{person['id']}", params={"soft_delete": "true"})
     response = twenty_client.post(
@@ -111,8 +120,8 @@ def test_relation_to_a_soft_deleted_record_is_allowed(twenty, twenty_client):
 
 
 def test_relation_object_input_needs_connect_and_null_disconnects(twenty, twenty_client):
-    """§3 nested connect is version-dependent; a relation name with a plain value is rejected,
-    ``null`` clears the link."""
+    """docs/twenty-api.md#relations: nested connect is version-dependent; a relation name with a
+    plain value is rejected, ``null`` clears the link."""
     company = twenty.seed_record("companies", {"name": "Acme"})
     person = twenty.seed_record("people", {"companyId": company["id"]})
     response = twenty_client.post("/rest/people", json={"company": company["id"]})
@@ -128,8 +137,8 @@ def test_relation_object_input_needs_connect_and_null_disconnects(twenty, twenty
 
 
 def test_stage_must_be_a_current_option_and_defaults_to_new(twenty_client):
-    """§4 Opportunity: ``stage`` is SELECT, non-null, default NEW; NEGOTIATION/LOST are not
-    standard until added through the metadata API."""
+    """docs/twenty-api.md#select-options, Opportunity: ``stage`` is SELECT, non-null, default
+    NEW; NEGOTIATION/LOST are not standard until added through the metadata API."""
     created = twenty_client.post("/rest/opportunities", json={"name": "o"})
     assert created.json()["data"]["createOpportunity"]["stage"] == "NEW"
     rejected = twenty_client.post("/rest/opportunities", json={"name": "o", "stage": "LOST"})
@@ -141,7 +150,7 @@ def test_stage_must_be_a_current_option_and_defaults_to_new(twenty_client):
 
 
 def test_client_ids_must_be_valid_uuids(twenty_client):
-    """§2.1: clients may supply ids; they must be valid UUIDs."""
+    """docs/twenty-api.md#rest-core-api: clients may supply ids; they must be valid UUIDs."""
     response = twenty_client.post("/rest/batch/notes", json=[{"id": "note-1", "title": "t"}])
     assert twenty_client.messages(response) == ['Value "note-1" is not a valid UUID']
     chosen = str(uuid.uuid4())
@@ -150,7 +159,8 @@ def test_client_ids_must_be_valid_uuids(twenty_client):
 
 
 def test_amount_and_close_date_shapes(twenty_client):
-    """§4 Opportunity: CURRENCY ``{amountMicros, currencyCode}``, DATE_TIME in ISO 8601."""
+    """docs/twenty-api.md#composite-fields, Opportunity: CURRENCY ``{amountMicros,
+    currencyCode}``, DATE_TIME in ISO 8601."""
     response = twenty_client.post(
         "/rest/opportunities",
         json={
@@ -168,7 +178,8 @@ def test_amount_and_close_date_shapes(twenty_client):
 
 
 def test_note_body_v2_markdown_derives_blocknote(twenty_client):
-    """§4 Note: send ``bodyV2.markdown``; the server derives the BlockNote JSON."""
+    """docs/twenty-api.md#note-body: send ``bodyV2.markdown``; the server derives the BlockNote
+    JSON."""
     markdown = "# Payment\n- amount: 12.50 USD\npaid"
     response = twenty_client.post(
         "/rest/notes", json={"title": "t", "bodyV2": {"markdown": markdown}}
@@ -181,7 +192,8 @@ def test_note_body_v2_markdown_derives_blocknote(twenty_client):
 
 
 def test_patch_is_partial_and_returns_update_singular(twenty, twenty_client):
-    """§2.1 update one: ``PATCH`` → ``{data:{updatePerson}}``, omitted fields kept."""
+    """docs/twenty-api.md#rest-core-api update one: ``PATCH`` → ``{data:{updatePerson}}``,
+    omitted fields kept."""
     record = twenty.seed_record("people", {"jobTitle": "CEO", "city": "Oslo"})
     response = twenty_client.patch(f"/rest/people/{record['id']}", json={"city": "Bergen"})
     assert response.status_code == 200
@@ -193,7 +205,8 @@ def test_patch_is_partial_and_returns_update_singular(twenty, twenty_client):
 
 
 def test_get_one_and_missing_records(twenty, twenty_client):
-    """§2.1 get one → ``{data:{person}}``; unknown or soft-deleted ids are 404 Record not found."""
+    """docs/twenty-api.md#rest-core-api get one → ``{data:{person}}``; unknown or soft-deleted
+    ids are 404 Record not found."""
     record = twenty.seed_record("people", {"jobTitle": "CTO"})
     found = twenty_client.get(f"/rest/people/{record['id']}")
     assert found.json()["data"]["person"]["jobTitle"] == "CTO"
@@ -211,8 +224,9 @@ def test_get_one_and_missing_records(twenty, twenty_client):
 
 
 def test_hard_delete_cascades_note_targets_and_nulls_points_of_contact(twenty, twenty_client):
-    """§2.1: DELETE without ``soft_delete`` destroys; §4/§9.6 ON DELETE rules: deleting a note
-    cascades to its targets, deleting a person clears ``pointOfContactId`` (SET_NULL)."""
+    """docs/twenty-api.md#rest-core-api: DELETE without ``soft_delete`` destroys;
+    docs/twenty-api.md#relations ON DELETE rules: deleting a note cascades to its targets,
+    deleting a person clears ``pointOfContactId`` (SET_NULL)."""
     person = twenty.seed_record("people", {"emails": {"primaryEmail": "d@x.com"}})
     opportunity = twenty.seed_record("opportunities", {"pointOfContactId": person["id"]})
     note = twenty.seed_record("notes", {"title": "n"})
@@ -229,7 +243,8 @@ def test_hard_delete_cascades_note_targets_and_nulls_points_of_contact(twenty, t
 
 
 def test_request_shape_errors(twenty_client):
-    """§2.1: batch bodies are arrays; unknown objects and malformed JSON are 400s."""
+    """docs/twenty-api.md#rest-core-api: batch bodies are arrays; unknown objects and malformed
+    JSON are 400s."""
     assert twenty_client.messages(twenty_client.post("/rest/batch/notes", json={"title": "x"})) == [
         "Body must be an array"
     ]

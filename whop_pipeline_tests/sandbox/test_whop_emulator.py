@@ -3,6 +3,7 @@ faults and request stats. Expected results are computed from the dataset's recor
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import httpx
@@ -334,10 +335,16 @@ def test_injected_faults_look_like_whop_and_are_counted() -> None:
 def test_latency_is_injected() -> None:
     env = start_whop(latency_ms=80)
     try:
+        assert env.emulator.faults.sleep is asyncio.sleep  # the real delay, unless replaced
+        delays: list[float] = []
+
+        async def record_sleep(seconds: float) -> None:
+            delays.append(seconds)
+
+        env.emulator.faults.sleep = record_sleep
         response = env.get("/products", {"account_id": env.dataset.account.id})
-        assert response.elapsed.total_seconds() >= 0.08
-        assert (
-            env.control("GET", "/dump").elapsed.total_seconds() < 0.08
-        )  # control routes: no latency
+        assert response.status_code == 200 and delays == [0.08]
+        assert env.control("GET", "/dump").status_code == 200
+        assert delays == [0.08]  # control routes: no latency
     finally:
         stop_whop(env)

@@ -185,3 +185,34 @@ def test_sdk_payment_datetime_filters_are_understood(whop_env: WhopEnv) -> None:
     )
     expected = {p.id for p in payments if low < p.created_at < high}
     assert {p.id for p in got} == expected and len(expected) >= 30
+
+
+def test_changed_and_created_members_still_parse() -> None:
+    """The SDK's ``Member`` parses members changed through ``/_sandbox/members/{id}`` (cleared
+    name and email included) and members created with a new membership, list and retrieve."""
+    env = start_whop()
+    try:
+        member = next(m for m in env.dataset.members if m.user_id and m.name and m.email)
+        env.control(
+            "POST",
+            f"/members/{member.id}",
+            json={"name": None, "email": None, "username": "renamed_user"},
+        )
+        created = env.emulator.create_membership(email="sdk.check@example.com", name=None)
+        client = env.sdk(max_retries=0)
+        renamed = client.members.retrieve(member.id)
+        assert renamed.user is not None and renamed.user.username == "renamed_user"
+        assert (renamed.display_name, renamed.email, renamed.user.name) == (
+            "renamed_user",
+            None,
+            None,
+        )
+        assert client.members.retrieve(created["member_id"]).email == "sdk.check@example.com"
+        listed = list(client.members.list(account_id=env.dataset.account.id, first=100))
+        assert {member.id, created["member_id"]} <= {m.id for m in listed}
+        problems: list[str] = []
+        for row in env.list_all("members"):
+            problems += whop_shape_problems(Member, row, f"members[{row['id']}]")
+        assert problems == []
+    finally:
+        stop_whop(env)

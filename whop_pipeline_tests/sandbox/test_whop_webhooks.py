@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
-import time
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from whop_sdk.payments.types.post_payment_failed_payload import PostPaymentFaile
 from whop_sdk.payments.types.post_payment_succeeded_payload import PostPaymentSucceededPayload
 from whop_sdk.refunds.types.post_refund_created_payload import PostRefundCreatedPayload
 
+from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.sandbox.dataset import generate_dataset
 from whop_pipeline_tests.sandbox.whop_fixtures import (
     WHOP_NOW,
@@ -62,6 +64,13 @@ def _events(receiver: WhopReceiver, count: int) -> list[dict[str, Any]]:
         assert event["id"] == headers["webhook-id"] and event["id"].startswith("msg_")
         events.append(event)
     return events
+
+
+def _delivered(env: WhopEnv, receiver: WhopReceiver, prefix: str = "") -> list[dict[str, Any]]:
+    """Every delivery so far once the queue is idle, verified, keeping types starting ``prefix``."""
+    assert env.emulator.wait_for_webhooks(5)
+    events = _events(receiver, len(receiver.received))
+    return [e for e in events if e["type"].startswith(prefix)]
 
 
 def _active_membership(env: WhopEnv) -> str:
@@ -187,7 +196,7 @@ def test_membership_webhooks_are_signed_and_typed(
     ident = _active_membership(whop_hooked)
     whop_hooked.control("POST", f"/memberships/{ident}", json={"cancel_at_period_end": True})
     after = whop_hooked.control("POST", f"/memberships/{ident}", json={"status": "canceled"}).json()
-    events = _events(whop_receiver, 5)
+    events = _delivered(whop_hooked, whop_receiver, "membership.")
     assert [e["type"] for e in events] == [
         "membership.updated",
         "membership.cancel_at_period_end_changed",
@@ -212,7 +221,7 @@ def test_membership_webhooks_are_signed_and_typed(
         assert payload.timestamp.tzinfo is not None
         assert whop_shape_problems(PostMembershipUpdatedPayload, event, may_omit=OPTIONAL) == []
     created = whop_hooked.emulator.create_membership(member_id=whop_hooked.dataset.members[0].id)
-    activated = _events(whop_receiver, 6)[5]
+    activated = _delivered(whop_hooked, whop_receiver, "membership.")[5]
     assert activated["type"] == "membership.activated" and activated["data"] == created
     PostMembershipActivatedPayload.model_validate(activated)
     # Standard Webhooks with base64(secret) as the key verifies the same delivery.
@@ -313,18 +322,42 @@ def test_deliveries_give_up_after_the_last_retry() -> None:
         stop_whop(env)
 
 
-def test_posting_a_change_does_not_wait_for_delivery(whop_receiver: WhopReceiver) -> None:
-    whop_receiver.delay = 0.5
-    env = start_whop(whop_tiny_dataset(), webhook_url=whop_receiver.url, webhook_secret=SECRET)
+def test_posting_a_change_does_not_wait_for_delivery() -> None:
+    """The receiver holds every delivery until released, so a control call that waited for its
+    webhook could not answer while no delivery attempt has finished."""
+    reached, release = threading.Event(), threading.Event()
+    bodies: list[bytes] = []
+
+    async def held_receiver(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        bodies.append(body)
+        reached.set()
+        await asyncio.to_thread(release.wait, 10)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    receiver = BackgroundServer(held_receiver).start()
+    env = start_whop(
+        whop_tiny_dataset(), webhook_url=f"{receiver.url}/hooks/whop", webhook_secret=SECRET
+    )
     try:
-        started = time.monotonic()
         response = env.control(
             "POST", f"/memberships/{_active_membership(env)}", json={"status": "canceled"}
         )
-        assert response.status_code == 200 and time.monotonic() - started < 0.4
-        assert json.loads(whop_receiver.wait_for(1)[0][0])["type"] == "membership.updated"
+        assert response.status_code == 200
+        assert env.emulator.deliveries() == []  # answered before any delivery attempt finished
+        assert reached.wait(5)  # the delivery is under way, held by the receiver
+        release.set()
+        assert env.emulator.wait_for_webhooks(10)
+        assert json.loads(bodies[0])["type"] == "membership.updated"
+        assert env.emulator.deliveries()[0]["delivered"]
     finally:
+        release.set()
         stop_whop(env)
+        receiver.stop()
 
 
 def test_each_refund_is_its_own_event(whop_hooked: WhopEnv, whop_receiver: WhopReceiver) -> None:

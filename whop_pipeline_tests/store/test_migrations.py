@@ -18,6 +18,7 @@ GENERIC_TYPES = {
     "TIMESTAMP": "datetime",
     "TIMESTAMP WITH TIME ZONE": "datetime",
     "JSON": "json",
+    "BOOLEAN": "boolean",
 }
 
 
@@ -71,6 +72,9 @@ def test_sqlite_and_postgres_get_the_same_schema(sqlite_url, pg_url):
         "sync_state",
         "sync_errors",
         "webhook_inbox",
+        "mirror_changes",
+        "crm_records",
+        "crm_builds",
     }
     assert sqlite_schema == postgres_schema
 

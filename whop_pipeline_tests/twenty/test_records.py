@@ -1,13 +1,11 @@
-"""Frame rows → Twenty records: unflattening, relation resolution, deferral, retries."""
+"""CRM records → Twenty records: relation resolution, deferral, partial sends, legacy fields."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import pandas as pd
 import pytest
 
+from whop_pipeline.crm import records as crm_rows
+from whop_pipeline.store.crm import LoadCandidate
 from whop_pipeline.twenty import records
 from whop_pipeline.twenty.models import Capabilities, FieldMeta, ObjectMeta
 
@@ -27,44 +25,26 @@ def caps(note_target_fields=("targetPersonId", "targetOpportunityId"), note_fiel
     )
 
 
-def test_unflatten_builds_composites_and_drops_private_columns():
-    row = {
-        "_key": "k",
-        "name.firstName": "Ana",
-        "name.lastName": "",
-        "emails.primaryEmail": None,
-        "x": 1,
-    }
-    assert records.unflatten(row) == {
-        "name": {"firstName": "Ana", "lastName": ""},
-        "emails": {"primaryEmail": None},
-        "x": 1,
-    }
+def candidate(key, record, links=None, synced_hash=None) -> LoadCandidate:
+    return LoadCandidate(key, record, links, crm_rows.digest(record, links), synced_hash)
 
 
-def test_frame_rows_are_plain_json_values():
-    frame = pd.DataFrame(
-        {"_key": ["a"], "n": [np.int64(5)], "f": [math.nan], "l": [["x@y.z"]]}, dtype=object
-    )
-    assert records.frame_rows(frame) == [{"_key": "a", "n": 5, "f": None, "l": ["x@y.z"]}]
-    assert type(records.frame_rows(frame)[0]["n"]) is int
-
-
-def test_equal_content_has_equal_digest_whatever_the_order():
-    a = records.prepared("k", {"a": 1, "b": {"c": 2}}, {})
-    b = records.prepared("k", {"b": {"c": 2}, "a": 1}, {})
-    assert a.digest == b.digest
-
-
-def test_opportunities_without_a_synced_person_are_sent_unlinked():
+def test_opportunities_without_a_synced_person_are_sent_unlinked_once():
     rows = [
-        {"_key": "mem_1", "_person_key": "user_1", "id": "o1", "name": "A"},
-        {"_key": "mem_2", "_person_key": "user_2", "id": "o2", "name": "B"},
-        {"_key": "mem_3", "_person_key": None, "id": "o3", "name": "C"},
+        candidate("mem_1", {"id": "o1", "name": "A"}, {"person": "user_1"}),
+        candidate("mem_2", {"id": "o2", "name": "B"}, {"person": "user_2"}),
+        candidate("mem_3", {"id": "o3", "name": "C"}, {"person": None}),
     ]
-    prepared, unlinked = records.prepare_opportunities(rows, {"user_1": "p1"})
+    prepared, unlinked, skipped = records.prepare_opportunities(rows, {"user_1": "p1"})
     assert [p.record["pointOfContactId"] for p in prepared] == ["p1", None, None]
-    assert unlinked == 1
+    assert (unlinked, skipped) == (1, 0)
+    # The unlinked one is stored with its partial digest: sent again only once its person lands.
+    unlinked_row = prepared[1]
+    assert not unlinked_row.complete and unlinked_row.digest != rows[1].digest
+    again = candidate("mem_2", {"id": "o2", "name": "B"}, {"person": "user_2"}, unlinked_row.digest)
+    assert records.prepare_opportunities([again], {}) == ([], 1, 1)
+    landed, unlinked, _ = records.prepare_opportunities([again], {"user_2": "p2"})
+    assert landed[0].complete and landed[0].digest == again.digest and unlinked == 0
 
 
 @pytest.mark.parametrize(
@@ -75,28 +55,13 @@ def test_opportunities_without_a_synced_person_are_sent_unlinked():
     ],
 )
 def test_note_targets_use_the_workspace_link_names_and_wait_for_their_targets(fields, person_link):
+    def target(key, note, kind, target, twenty_id):
+        return candidate(key, {"id": twenty_id}, {"note": note, "kind": kind, "target": target})
+
     rows = [
-        {
-            "_key": "pay_1:person",
-            "_note_key": "pay_1",
-            "_target_kind": "person",
-            "_target_key": "user_1",
-            "id": "t1",
-        },
-        {
-            "_key": "pay_1:opportunity",
-            "_note_key": "pay_1",
-            "_target_kind": "opportunity",
-            "_target_key": "mem_9",
-            "id": "t2",
-        },
-        {
-            "_key": "pay_2:person",
-            "_note_key": "pay_2",
-            "_target_kind": "person",
-            "_target_key": "user_1",
-            "id": "t3",
-        },
+        target("pay_1:person", "pay_1", "person", "user_1", "t1"),
+        target("pay_1:opportunity", "pay_1", "opportunity", "mem_9", "t2"),
+        target("pay_2:person", "pay_2", "person", "user_1", "t3"),
     ]
     ready, waiting = records.prepare_note_targets(
         rows,
@@ -113,7 +78,7 @@ def test_note_targets_use_the_workspace_link_names_and_wait_for_their_targets(fi
 
 
 def test_notes_fall_back_to_the_legacy_body_field():
-    rows = [{"_key": "pay_1", "id": "n1", "title": "T", "bodyV2.markdown": "**hi**"}]
+    rows = [candidate("pay_1", {"id": "n1", "title": "T", "bodyV2": {"markdown": "**hi**"}})]
     assert records.prepare_notes(rows, caps())[0].record["bodyV2"] == {"markdown": "**hi**"}
     legacy = records.prepare_notes(rows, caps(note_fields=("body",)))[0].record
     assert legacy["body"] == "**hi**" and "bodyV2" not in legacy

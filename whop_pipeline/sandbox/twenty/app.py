@@ -2,8 +2,9 @@
 
 ``create_twenty_app(...)`` returns a ``TwentyEmulator`` whose ``.app`` is an ASGI app wrapped in the
 shared ``SandboxMiddleware`` (stats, latency, injected faults). Requests to ``/rest`` pass the
-API-key check and the workspace throttle (§1, §6) before reaching a handler; ``/_sandbox`` control
-routes, ``/client-config`` and ``/healthz`` are never throttled.
+API-key check (docs/twenty-api.md#authentication) and the workspace throttle
+(docs/twenty-api.md#rate-limit) before reaching a handler; ``/_sandbox`` control routes,
+``/client-config`` and ``/healthz`` are never throttled.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ class TwentyEmulator:
         self.throttle.set_per_minute(per_minute)
 
     def fault_body(self, status: int) -> tuple[dict[str, Any], dict[str, str]]:
-        """Injected faults answer with Twenty's own bodies (§2.4, §6)."""
+        """Injected faults answer with Twenty's own bodies (docs/twenty-api.md#error-bodies,
+        docs/twenty-api.md#rate-limit)."""
         if status == 429:
             error = throttled(self.throttle.long.describe(), self.faults.retry_after_seconds)
             return error.body(), error.headers

@@ -1,4 +1,5 @@
-"""Twenty's REST error bodies (reference §2.4) and the one exception every emulator layer raises.
+"""Twenty's REST error bodies (docs/twenty-api.md#error-bodies) and the one exception every
+emulator layer raises.
 
 Twenty's REST exception filter answers ``{statusCode, error, messages: [message]}`` where ``error`` is
 the Nest exception's class name: ``BadRequestException`` for validation, upsert conflicts, duplicate

@@ -1,4 +1,5 @@
-"""The ``filter`` parameter of REST list calls (reference §2.2): parsing and evaluation.
+"""The ``filter`` parameter of REST list calls (docs/twenty-api.md#filters): parsing and
+evaluation.
 
 Parsing mirrors Twenty's ``input-request-parsers``: a filter without a root conjunction is wrapped
 in ``and(...)``; ``in`` takes a bracketed list split naively on ``,`` with quotes stripped and no

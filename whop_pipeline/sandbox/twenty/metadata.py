@@ -1,5 +1,6 @@
-"""The metadata API's behaviour (reference §5, §9.2, §10): creating custom fields and objects, and
-updating fields (SELECT options as a full replacement, ``isUnique``).
+"""The metadata API's behaviour: creating custom fields and objects, and updating fields (SELECT
+options as a full replacement, ``isUnique``). See docs/twenty-api.md#metadata-api,
+docs/twenty-api.md#custom-fields and docs/twenty-api.md#select-options.
 
 Errors keep the text of Twenty's metadata validators; the REST bridge replaces double quotes with
 single quotes in GraphQL error messages (``RestApiException.formatMessage``), and so do we.
@@ -75,7 +76,8 @@ def validate_label(label: Any) -> str:
 
 
 def validate_options(options: Any) -> list[dict[str, Any]]:
-    """Full option list: UPPER_SNAKE values (§5), ids kept, new ones given an id."""
+    """Full option list: UPPER_SNAKE values, ids kept, new ones given an id
+    (docs/twenty-api.md#select-options)."""
     if not isinstance(options, list) or not options:
         raise metadata_error("Options are required for enum fields")
     result = []
@@ -256,8 +258,8 @@ def _rename_field(obj: ObjectMeta, table: Table, meta: FieldMeta, new_name: str)
 
 
 def _drop_removed_option_values(table: Table, meta: FieldMeta) -> None:
-    """Dropping an option still in use is destructive (§5): such records fall back to the
-    field's default (or null)."""
+    """Dropping an option still in use is destructive (docs/twenty-api.md#select-options): such
+    records fall back to the field's default (or null)."""
     allowed = set(meta.option_values)
     default = parse_default(meta.default_value)
     fallback = default if default in allowed else None

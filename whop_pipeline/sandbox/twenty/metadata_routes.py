@@ -1,5 +1,5 @@
 """Metadata REST handlers, ``/rest/metadata/objects[/<id>]`` and ``/rest/metadata/fields[/<id>]``
-(reference §5).
+(docs/twenty-api.md#metadata-api).
 
 Shapes are those of Twenty's GraphQL-backed metadata REST controller after ``cleanGraphQLResponse``:
 lists answer ``{data: {objects|fields: [...]}, pageInfo, totalCount}`` (objects carry their
@@ -18,7 +18,7 @@ from whop_pipeline.sandbox.twenty.ordering import decode_cursor, encode_cursor
 from whop_pipeline.sandbox.twenty.records import RecordStore
 from whop_pipeline.sandbox.twenty.schema import FieldMeta, ObjectMeta
 
-METADATA_MAX_LIMIT = 1000  # §5: limit default and max 1000
+METADATA_MAX_LIMIT = 1000  # limit default and max (docs/twenty-api.md#metadata-api)
 Result = tuple[int, dict[str, Any]]
 
 
@@ -146,12 +146,14 @@ def get_field(store: RecordStore, field_id: str) -> Result:
 
 
 def create_field(store: RecordStore, body: Any) -> Result:
-    """§5 create a field: flat body, ``isUnique`` honoured by later upserts (§2.3)."""
+    """Create a field (docs/twenty-api.md#metadata-api): flat body, ``isUnique`` honoured by later
+    upserts (docs/twenty-api.md#unique-fields)."""
     meta = metadata.create_field(store, body)
     return 201, {"data": {"createOneField": serialize_field(meta, store.objects)}}
 
 
 def update_field(store: RecordStore, field_id: str, body: Any) -> Result:
-    """§5 update a field: SELECT ``options`` are a full replacement (keep the ids)."""
+    """Update a field: SELECT ``options`` are a full replacement, keep the ids
+    (docs/twenty-api.md#select-options)."""
     meta = metadata.update_field(store, field_id, body)
     return 200, {"data": {"updateOneField": serialize_field(meta, store.objects)}}

@@ -1,6 +1,7 @@
-"""Ordering, cursors and pages of REST list calls (reference §2.2): ``order_by`` with
-``AscNullsFirst`` as default direction and an ``id`` tie-breaker, a stable sort, and cursors that
-carry the sort values of a record so paging stays correct when records change between pages."""
+"""Ordering, cursors and pages of REST list calls (docs/twenty-api.md#ordering-and-paging):
+``order_by`` with ``AscNullsFirst`` as default direction and an ``id`` tie-breaker, a stable sort,
+and cursors that carry the sort values of a record so paging stays correct when records change
+between pages."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Workspace rate limiting as Twenty's throttler does it (reference §6): two token buckets per
-workspace, short (100 per 1000 ms) and long (100 per 60000 ms by default), refilled continuously;
-each API call costs one token, whatever it carries (a 200-row batch is one call).
+"""Workspace rate limiting as Twenty's throttler does it (docs/twenty-api.md#rate-limit): two
+token buckets per workspace, short (100 per 1000 ms) and long (100 per 60000 ms by default),
+refilled continuously; each API call costs one token, whatever it carries (a 200-row batch is one
+call).
 
 A call is admitted only when both buckets hold a token, and a refused call consumes nothing, as in
 the atomic ``try-consume-token-buckets`` script. The 429 names the narrowest exhausted bucket and

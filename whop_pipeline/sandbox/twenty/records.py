@@ -1,4 +1,4 @@
-"""The record store and the create/upsert engine (reference §2.3).
+"""The record store and the create/upsert engine (docs/twenty-api.md#batch-upsert).
 
 Every table keeps a dict of records by id plus one dict per unique constraint (value tuple → id),
 soft-deleted records included, so a batch upsert costs O(batch), not a scan. A write is staged in
@@ -18,7 +18,7 @@ from whop_pipeline.sandbox.twenty.schema import COMPOSITE_TYPES, FieldMeta, Obje
 from whop_pipeline.sandbox.twenty.values import is_valid_uuid, now_iso, validate
 
 DUPLICATE_ENTRY = "A duplicate entry was detected"
-# Written by the server, never taken from input (§4: "Don't send them").
+# Written by the server, never taken from input (docs/twenty-api.md#standard-objects).
 SERVER_MANAGED = frozenset({"createdBy", "updatedBy", "updatedAt"})
 
 
@@ -187,7 +187,8 @@ class RecordStore:
     def create_many(
         self, table: Table, rows: list[Any], *, upsert: bool, max_records: int
     ) -> list[dict[str, Any]]:
-        """Create or upsert a batch atomically; results in input order (§2.3)."""
+        """Create or upsert a batch atomically; results in input order
+        (docs/twenty-api.md#batch-upsert)."""
         if len(rows) > max_records:
             raise bad_request(f"Maximum number of records to upsert is {max_records}.")
         prepared = [self.prepare(table, row) for row in rows]
@@ -242,8 +243,9 @@ class RecordStore:
     # ---- internals ----------------------------------------------------------------------------
 
     def _match(self, table: Table, partial: dict[str, Any]) -> str | None:
-        """The existing record a row matches through ``id`` or any unique field (§2.3);
-        a row matching two different records is a 400 and fails the whole call."""
+        """The existing record a row matches through ``id`` or any unique field; a row matching
+        two different records is a 400 and fails the whole call
+        (docs/twenty-api.md#unique-fields)."""
         matches: list[str] = []
         described: list[str] = []
         for name, paths in table.obj.unique_groups:

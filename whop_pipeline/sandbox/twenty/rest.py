@@ -1,4 +1,5 @@
-"""Core REST handlers, ``/rest/<plural>[/<id>]`` and ``/rest/batch/<plural>`` (reference §2.1).
+"""Core REST handlers, ``/rest/<plural>[/<id>]`` and ``/rest/batch/<plural>``
+(docs/twenty-api.md#rest-core-api).
 
 Handlers are synchronous and run under the workspace lock; each returns ``(status, body)``.
 Response keys follow Twenty: ``<plural>`` for lists, ``<singular>`` for one record,
@@ -28,7 +29,7 @@ from whop_pipeline.sandbox.twenty.ordering import (
 from whop_pipeline.sandbox.twenty.records import RecordStore
 from whop_pipeline.sandbox.twenty.schema import capitalize
 
-DEFAULT_LIMIT = 60  # QUERY_DEFAULT_LIMIT_RECORDS (§2.2)
+DEFAULT_LIMIT = 60  # QUERY_DEFAULT_LIMIT_RECORDS (docs/twenty-api.md#ordering-and-paging)
 Result = tuple[int, dict[str, Any]]
 
 
@@ -46,7 +47,8 @@ def parse_limit(raw: str | None, max_records: int) -> int:
 
 
 def check_depth(params: Mapping[str, str]) -> None:
-    """Relations are never embedded here; the pipeline reads with depth=0 (§9.7)."""
+    """Relations are never embedded here; the pipeline reads with depth=0
+    (docs/twenty-api.md#rest-core-api)."""
     depth = params.get("depth")
     if depth not in (None, "0"):
         raise bad_request(f"depth '{depth}' is not supported by the Twenty sandbox (only depth=0)")
@@ -123,7 +125,8 @@ def create_one(
 def create_batch(
     store: RecordStore, plural: str, body: Any, params: Mapping[str, str], max_records: int
 ) -> Result:
-    """§2.1 create many / §2.3 upsert: one call, atomic, results in input order."""
+    """Create many / upsert (docs/twenty-api.md#batch-upsert): one call, atomic, results in input
+    order."""
     table = store.table(plural)
     if not isinstance(body, list):
         raise bad_request("Body must be an array")
@@ -146,7 +149,8 @@ def update_one(store: RecordStore, plural: str, record_id: str, body: Any) -> Re
 def delete_one(
     store: RecordStore, plural: str, record_id: str, params: Mapping[str, str]
 ) -> Result:
-    """Hard delete unless ``soft_delete=true`` (§2.1, newer handlers)."""
+    """Hard delete unless ``soft_delete=true``, as newer handlers do
+    (docs/twenty-api.md#rest-core-api)."""
     table = store.table(plural)
     record = store.delete_one(table, record_id, soft=is_true(params, "soft_delete"))
     return 200, {"data": {f"delete{capitalize(table.obj.name_singular)}": record}}

@@ -1,5 +1,5 @@
 """The workspace's metadata model: field types, composite types, objects, fields and relations
-(reference §4, §10).
+(docs/twenty-api.md#composite-fields, docs/twenty-api.md#metadata-api).
 
 Metadata ids are uuid5 values of the object and field names, so a reset workspace, or a custom field
 created again after a reset, keeps the same ids: tests and benchmarks stay deterministic.
@@ -14,7 +14,8 @@ from typing import Any
 
 NAMESPACE = uuid.UUID("5f0c7b8e-6a0e-4c1e-9a53-7d2b1e0f2a10")
 
-# §10: FieldMetadataType in the 2.x client (RICH_TEXT_V2 was renamed RICH_TEXT in v1.20).
+# FieldMetadataType in the 2.x client (docs/twenty-api.md#metadata-api); RICH_TEXT_V2 was renamed
+# RICH_TEXT in v1.20 (docs/twenty-api.md#note-body).
 FIELD_TYPES = frozenset(
     [
         "ACTOR",
@@ -53,10 +54,11 @@ class SubField:
     name: str
     type: str
     default: Any
-    in_unique: bool = False  # isIncludedInUniqueConstraint (§10)
+    in_unique: bool = False  # isIncludedInUniqueConstraint (docs/twenty-api.md#unique-fields)
 
 
-# §10 composite types. Text subfields default to '' as in Twenty's column defaults; JSON ones to null.
+# Composite types (docs/twenty-api.md#composite-fields). Text subfields default to '' as in
+# Twenty's column defaults; JSON ones to null.
 COMPOSITE_TYPES: dict[str, tuple[SubField, ...]] = {
     "EMAILS": (
         SubField("primaryEmail", "TEXT", "", True),
@@ -109,7 +111,8 @@ def metadata_id(*parts: str) -> str:
 
 
 def sql_literal(value: str) -> str:
-    """SELECT/TEXT defaults are exposed as SQL-quoted strings, e.g. ``"'NEW'"`` (§5)."""
+    """SELECT/TEXT defaults are exposed as SQL-quoted strings, e.g. ``"'NEW'"``
+    (docs/twenty-api.md#select-options)."""
     return "'" + value + "'"
 
 
@@ -170,8 +173,8 @@ class FieldMeta:
         return [option["value"] for option in self.options or []]
 
     def unique_paths(self) -> list[str]:
-        """Conflict-group paths for upsert matching (§2.3): composite fields count only the
-        subfields flagged ``isIncludedInUniqueConstraint``."""
+        """Conflict-group paths for upsert matching (docs/twenty-api.md#unique-fields): composite
+        fields count only the subfields flagged ``isIncludedInUniqueConstraint``."""
         if self.type in COMPOSITE_TYPES:
             return [
                 f"{self.name}.{sub.name}" for sub in COMPOSITE_TYPES[self.type] if sub.in_unique

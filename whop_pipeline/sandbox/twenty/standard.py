@@ -1,5 +1,5 @@
 """The standard workspace the emulator starts from: Person, Company, Opportunity, Note and
-NoteTarget with the fields, stages and relations of reference §4."""
+NoteTarget with the fields, stages and relations of docs/twenty-api.md#standard-objects."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from whop_pipeline.sandbox.twenty.schema import (
     sql_literal,
 )
 
-# (name, type, label, extra attributes), per §4. Standard TEXT fields default to '' as in Twenty.
+# (name, type, label, extra attributes), per docs/twenty-api.md#standard-objects. Standard TEXT
+# fields default to '' as in Twenty.
 _TEXT_DEFAULT = {"default_value": sql_literal("")}
 STANDARD_OBJECTS: dict[str, dict[str, Any]] = {
     "person": {
@@ -83,7 +84,8 @@ STANDARD_OBJECTS: dict[str, dict[str, Any]] = {
     },
 }
 
-# §4: the five default stages, nothing else (no NEGOTIATION, WON or LOST).
+# The five default stages, nothing else (no NEGOTIATION, WON or LOST):
+# docs/twenty-api.md#select-options.
 DEFAULT_STAGES = [
     ("NEW", "New", "red"),
     ("SCREENING", "Screening", "purple"),
@@ -92,9 +94,10 @@ DEFAULT_STAGES = [
     ("CUSTOMER", "Customer", "yellow"),
 ]
 
-# (object, field, target object, inverse field, on delete, field type): relations of §4. NoteTarget's
-# target links depend on the server line (§4 NoteTarget, key fact 5): MORPH_RELATION
-# ``targetPerson``… since v1.17, RELATION ``person``… before.
+# (object, field, target object, inverse field, on delete, field type), see
+# docs/twenty-api.md#relations. NoteTarget's target links depend on the server line
+# (docs/twenty-api.md#notetarget-links): MORPH_RELATION ``targetPerson``… since v1.17, RELATION
+# ``person``… before.
 BASE_RELATIONS = [
     ("person", "company", "company", "people", "SET_NULL", "RELATION"),
     (

@@ -1,9 +1,11 @@
 """Validation and normalization of one input value per field type, with Twenty's messages
-(``data-arg-processor`` validators; reference §2.4, §4).
+(``data-arg-processor`` validators; docs/twenty-api.md#error-bodies,
+docs/twenty-api.md#composite-fields).
 
-Normalizations that matter for matching: emails are lower-cased (§4 Person, #11042), link URLs get a
-lower-cased origin and no trailing slash (``transformLinksValue``), rich text derives the missing
-``blocknote`` or ``markdown`` half (§4 Note), date-times become one canonical ISO form.
+Normalizations that matter for matching (docs/twenty-api.md#composite-fields): emails are
+lower-cased (twentyhq/twenty#11042), link URLs get a lower-cased origin and no trailing slash
+(``transformLinksValue``), rich text derives the missing ``blocknote`` or ``markdown`` half
+(docs/twenty-api.md#note-body), date-times become one canonical ISO form.
 """
 
 from __future__ import annotations
@@ -186,9 +188,10 @@ BULLET = re.compile(r"^\s*[-*]\s+")
 
 
 def markdown_to_blocknote(markdown: str) -> str:
-    """Derives BlockNote JSON from markdown as the server does on write (§4 Note): one block per
-    line, headings and bullet items recognized, plain paragraphs otherwise. Block ids derive from
-    the text, so writing the same body twice stores the same JSON."""
+    """Derives BlockNote JSON from markdown as the server does on write
+    (docs/twenty-api.md#note-body): one block per line, headings and bullet items recognized, plain
+    paragraphs otherwise. Block ids derive from the text, so writing the same body twice stores the
+    same JSON."""
     base = str(uuid.uuid5(uuid.NAMESPACE_URL, markdown))[:-4]
     blocks = []
     for index, line in enumerate(markdown.splitlines()):

@@ -95,10 +95,20 @@ class WhopEmulator:
             self._emit(change)
         return change.after
 
+    def update_member(self, member_id: str, **changes: Any) -> dict[str, Any]:
+        """The member's user changes their profile: ``name``, ``email`` and/or ``username``
+        (``display_name`` follows). Sends ``member.updated`` if a rendered field changed; returns
+        the member rendered."""
+        with self.store.lock:
+            change = self.controller.update_member(member_id, changes)
+            self._emit(change)
+        return change.after
+
     def create_membership(self, **fields: Any) -> dict[str, Any]:
         """New membership. ``member_id`` (else a new member from ``email``/``name``/``username``),
         ``plan_id`` or ``product_id`` (else the first variant), ``status`` (default active, or
-        completed for a one-time variant), ``cancel_at_period_end``, ``metadata``, ``created_at``."""
+        completed for a one-time variant), ``cancel_at_period_end``, ``metadata``, ``created_at``.
+        A new member sends ``member.created`` before the membership's event."""
         with self.store.lock:
             change = self.controller.create_membership(fields)
             self._emit(change)
@@ -141,27 +151,32 @@ class WhopEmulator:
     # -- webhooks -------------------------------------------------------------------------------
 
     def _emit(self, change: Change) -> None:
-        """Queue the events of a change; called under the store lock so ``data`` is that moment's."""
+        """Queue the events of a change and of the member changes it caused; called under the
+        store lock so ``data`` is that moment's."""
         if not self.webhooks.enabled:
             return
-        for event_type, previous in events_for(change):
-            now = self.store.next_updated_at()
-            if event_type.startswith("refund."):
-                data = refund_payload(self.dataset, change, self.webhooks.new_id("rfnd_"))
-            else:
-                data = change.after
-            envelope: dict[str, Any] = {
-                "id": self.webhooks.new_id("msg_"),
-                "type": event_type,
-                "api_version": "v1",
-                "api_version_date": self.api_version_date,
-                "account_id": self.account_id,
-                "timestamp": iso(now),
-                "data": data,
-            }
-            if previous is not None:
-                envelope["previous_attributes"] = previous
-            self.webhooks.enqueue(envelope)
+        for part in change.in_order():
+            for event_type, previous in events_for(part):
+                self._enqueue(part, event_type, previous)
+
+    def _enqueue(self, change: Change, event_type: str, previous: dict[str, Any] | None) -> None:
+        now = self.store.next_updated_at()
+        if event_type.startswith("refund."):
+            data = refund_payload(self.dataset, change, self.webhooks.new_id("rfnd_"))
+        else:
+            data = change.after
+        envelope: dict[str, Any] = {
+            "id": self.webhooks.new_id("msg_"),
+            "type": event_type,
+            "api_version": "v1",
+            "api_version_date": self.api_version_date,
+            "account_id": self.account_id,
+            "timestamp": iso(now),
+            "data": data,
+        }
+        if previous is not None:
+            envelope["previous_attributes"] = previous
+        self.webhooks.enqueue(envelope)
 
 
 def create_whop_app(

@@ -1,4 +1,5 @@
-"""Changing and creating memberships and payments (the ``/_sandbox`` write endpoints).
+"""Changing and creating memberships and payments, and changing members (the ``/_sandbox`` write
+endpoints).
 
 A change is a flat object of fields. It is validated completely before anything is touched (an
 unknown field or a bad value is a 400 and changes nothing), then applied under the store lock; the
@@ -10,18 +11,28 @@ Derived fields:
   stays canceling does nothing: change ``status`` to end canceling); expired → ``expires_at`` = now
   (unless set); ``status`` given as active/trialing/past_due → ``canceled_at`` cleared (unless given).
   ``most_recent_action`` (+ ``_at``) follows the status. The member's access level follows too.
+- Member (what a seller's customer changes on their own Whop profile): ``name``, ``email``,
+  ``username``; ``display_name`` follows (the user's name, else their username, as the SDK's
+  ``Member.display_name`` documents). A business buyer (no user) has none of these: a 400. A
+  username another member's user holds (ignoring case) is a 400 too. Payments render the member's
+  user and email, so they show the new values as well (without an event: v1 has no
+  ``payment.updated``). Members have no ``updated_at``.
 - Payment: giving only ``status`` or only ``substatus`` fills the other from a default table (only
   ``refunded_amount`` implies refunded / partially_refunded); then paid → ``paid_at``; failed →
   ``failure_message`` and ``decline_code`` (cleared otherwise); refunded / partially_refunded →
   ``refunded_amount`` (full / half unless given) and ``refunded_at``.
 No other side effects: a new payment does not move its membership's billing period, and a member's
 ``usd_total_spent`` stays as generated.
+
+Member changes caused by a membership change travel with it in ``Change.members``: the member a
+new membership created (its ``after`` is the member at the end of the operation, access included),
+or a member whose access level or status moved. ``Change.in_order()`` is the delivery order.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from whop_pipeline.sandbox.dataset import (
@@ -34,6 +45,7 @@ from whop_pipeline.sandbox.dataset import (
 from whop_pipeline.sandbox.whop.catalog import CURRENCIES, FAILURES
 from whop_pipeline.sandbox.whop.errors import bad_param
 from whop_pipeline.sandbox.whop.fields import (
+    MEMBER_UPDATE,
     MEMBERSHIP_CREATE,
     MEMBERSHIP_UPDATE,
     PAYMENT_CREATE,
@@ -55,6 +67,14 @@ class Change:
     record: Any
     before: dict[str, Any] | None  # rendered before the change; None when created
     after: dict[str, Any]  # rendered after (retrieve shape)
+    members: list[Change] = field(default_factory=list)  # member changes this change caused
+
+    def in_order(self) -> list[Change]:
+        """This change and the member changes it caused, in delivery order: a member created for
+        it comes first (the membership refers to it), a member it updated comes after."""
+        created = [c for c in self.members if c.before is None]
+        updated = [c for c in self.members if c.before is not None]
+        return [*created, self, *updated]
 
 
 class Controller:
@@ -109,8 +129,9 @@ class Controller:
             self._derive_membership(ms, values, now)
             ms.updated_at = now
             self.store.changed("memberships")
-            self._refresh_member(ms.member_id)
-            return Change("memberships", ms, before, render(self.ds, "memberships", ms))
+            member = self._refresh_member(ms.member_id)
+            after = render(self.ds, "memberships", ms)
+            return Change("memberships", ms, before, after, [member] if member else [])
 
     def _derive_membership(self, ms: Membership, given: dict[str, Any], now: int) -> None:
         if ms.status == "canceling":
@@ -130,24 +151,28 @@ class Controller:
             ms.canceled_at = None
         ms.most_recent_action, ms.most_recent_action_at = _membership_action(ms, now)
 
-    def _refresh_member(self, member_id: str) -> None:
-        """Keep the member's access level and status in line with its memberships."""
+    def _refresh_member(self, member_id: str) -> Change | None:
+        """Keep the member's access level and status in line with its memberships; the member's
+        change if either moved."""
         member = self.ds.get("members", member_id)
         statuses = [m.status for m in self.ds.memberships if m.member_id == member_id]
         valid = any(s in VALID_STATUSES for s in statuses)
         joined = valid or any(s in ("drafted", "unresolved") for s in statuses)
         access, status = ("customer" if valid else "no_access"), ("joined" if joined else "left")
-        if (member.access_level, member.status) != (access, status):
-            self.store.remember("members", member)
-            member.access_level, member.status = access, status
-            self.store.changed("members")
+        if (member.access_level, member.status) == (access, status):
+            return None
+        before = render(self.ds, "members", member)
+        self.store.remember("members", member)
+        member.access_level, member.status = access, status
+        self.store.changed("members")
+        return Change("members", member, before, render(self.ds, "members", member))
 
     def create_membership(self, fields: dict[str, Any]) -> Change:
         values = parse_fields(fields, MEMBERSHIP_CREATE)
         with self.store.lock:
             plan = self._plan(values) or self.ds.plans[0]
             created = values.get("created_at") or self.store.next_updated_at()
-            member = self._member_for(values, created)
+            member, new_member = self._member_for(values, created)
             one_time = plan.plan_type == "one_time"
             status = values.get("status") or ("completed" if one_time else "active")
             ms = Membership(
@@ -169,16 +194,23 @@ class Controller:
                 ms.expires_at = created + plan.expiration_days * DAY_MS
             self._derive_membership(ms, values, created)
             self.store.add("memberships", ms)
-            self._refresh_member(member.id)
-            return Change("memberships", ms, None, render(self.ds, "memberships", ms))
+            refreshed = self._refresh_member(member.id)
+            if new_member:  # one member.created, with the access this membership gave
+                members = [Change("members", member, None, render(self.ds, "members", member))]
+            else:
+                members = [refreshed] if refreshed else []
+            return Change("memberships", ms, None, render(self.ds, "memberships", ms), members)
 
-    def _member_for(self, values: dict[str, Any], created: int) -> Member:
+    def _member_for(self, values: dict[str, Any], created: int) -> tuple[Member, bool]:
+        """The buyer: ``member_id``'s member, else a new one (``True``) for a new user."""
         if "member_id" in values:
             member = self.ds.get("members", values["member_id"])
             if member is None:
                 raise bad_param("member_id", f"Unknown member `{values['member_id']}`")
-            return member
+            return member, False
         user_id = self.ids.new("user_")  # unique among this controller's ids
+        if "username" in values:
+            self._check_username(values["username"], None)
         username = values.get("username") or f"buyer_{user_id[5:13].lower()}"
         name = values.get("name", "New Buyer")
         member = Member(
@@ -197,7 +229,43 @@ class Controller:
             usd_spent_cents=0,
         )
         self.store.add("members", member)
-        return member
+        return member, True
+
+    # -- members -------------------------------------------------------------------------------
+
+    def _check_username(self, username: str, member: Member | None) -> None:
+        """A 400 when another member's user holds ``username`` (usernames are unique, ignoring
+        case)."""
+        folded = username.casefold()
+        if member is not None and (member.username or "").casefold() == folded:
+            return
+        if any(m.username and m.username.casefold() == folded for m in self.ds.members):
+            raise bad_param("username", f"The username `{username}` is taken")
+
+    def update_member(self, ident: str, fields: dict[str, Any]) -> Change:
+        """The member's user changed their profile: ``name`` (null clears it), ``email`` (null
+        clears it), ``username``. ``before == after`` when nothing actually changed."""
+        values = parse_fields(fields, MEMBER_UPDATE)
+        with self.store.lock:
+            member = self.store.get("members", ident)
+            if member.user_id is None:
+                raise bad_param(
+                    next(iter(values)),
+                    f"Member `{ident}` is a business buyer without a user: it has no name, "
+                    "username or email to change",
+                )
+            if "username" in values:
+                self._check_username(values["username"], member)
+            before = render(self.ds, "members", member)
+            self.store.remember("members", member)
+            for name in MEMBER_UPDATE:
+                if name in values:
+                    setattr(member, name, values[name])
+            member.display_name = member.name or member.username
+            after = render(self.ds, "members", member)
+            if after != before:
+                self.store.changed("members")
+            return Change("members", member, before, after)
 
     # -- payments ------------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ def _convert(name: str, value: Any, kind: str) -> Any:
         return value
     if kind == "str" and isinstance(value, str) and value:
         return value
+    if kind == "email" and isinstance(value, str) and _looks_like_email(value):
+        return value
     if kind == "ts" and isinstance(value, str):
         return parse_timestamp_us(value, name) // 1000
     if kind == "dict" and isinstance(value, dict):
@@ -86,9 +88,16 @@ def _convert(name: str, value: Any, kind: str) -> Any:
     if choices is not None and value in choices:
         return value
     expected = (
-        f"one of {', '.join(choices)}" if choices else kind.replace("ts", "an ISO 8601 timestamp")
+        f"one of {', '.join(choices)}"
+        if choices
+        else {"ts": "an ISO 8601 timestamp", "email": "an email address"}.get(kind, kind)
     )
     raise bad_param(name, f"`{name}` must be {expected}")
+
+
+def _looks_like_email(value: str) -> bool:
+    local, at, domain = value.rpartition("@")
+    return bool(at and local and "." in domain.strip(".")) and not any(c.isspace() for c in value)
 
 
 MEMBERSHIP_UPDATE = {
@@ -110,6 +119,11 @@ MEMBERSHIP_CREATE = {
     "created_at": "ts",
     "email": "str?",
     "name": "str?",
+    "username": "str",
+}
+MEMBER_UPDATE = {
+    "name": "str?",
+    "email": "email?",
     "username": "str",
 }
 PAYMENT_UPDATE = {

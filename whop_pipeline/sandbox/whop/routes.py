@@ -8,9 +8,19 @@ accepted with any value (the emulator serves the ``2026-10-15-1`` shapes).
 
 Control (never counted, never faulted; ``GET /_sandbox/stats`` comes from ``SandboxMiddleware``):
 ``POST /_sandbox/reset[?data=true]``, ``POST /_sandbox/memberships[/{id}]``,
-``POST /_sandbox/payments[/{id}]``, ``GET /_sandbox/webhooks`` (delivery attempts),
-``PUT /_sandbox/webhooks`` (``{"url", "secret"}``: retarget deliveries), ``GET /_sandbox/dump`` (account
-and counts) and ``GET /_sandbox/dump/{kind}`` (every record of a kind, rendered).
+``POST /_sandbox/payments[/{id}]``, ``POST /_sandbox/members/{id}``, ``GET /_sandbox/webhooks``
+(delivery attempts), ``PUT /_sandbox/webhooks`` (``{"url", "secret"}``: retarget deliveries),
+``GET /_sandbox/dump`` (account, counts, size, seed, scale) and ``GET /_sandbox/dump/{kind}`` (every
+record of a kind, rendered).
+
+``POST /_sandbox/members/{id}`` changes a member the way its user would on their Whop profile:
+body ``{"name": str | null, "email": str | null, "username": str}`` (any non-empty subset; unknown
+fields, an empty body, a malformed email, a username another member holds, or a business buyer
+without a user are a 400; an unknown id a 404). ``display_name`` follows (name, else username).
+Answers 200 with the member exactly as ``GET /api/v1/members/{id}`` renders it afterwards, and
+delivers ``member.updated`` (with ``previous_attributes``) if a rendered field changed.
+Membership creates and changes also deliver ``member.created`` / ``member.updated`` for the member
+they create or whose access they move (see ``webhooks.py``).
 """
 
 from __future__ import annotations
@@ -124,6 +134,8 @@ def build_app(emu: WhopEmulator) -> Starlette:
         ident = request.path_params["id"]
         if kind == "memberships":
             return _json(200, emu.update_membership(ident, **fields))
+        if kind == "members":
+            return _json(200, emu.update_member(ident, **fields))
         return _json(200, emu.update_payment(ident, **fields))
 
     async def webhooks(request: Request) -> Response:
@@ -146,7 +158,13 @@ def build_app(emu: WhopEmulator) -> Starlette:
                 }
                 return _json(
                     200,
-                    {"account": account, "counts": ds.counts(), "size": ds.size, "seed": ds.seed},
+                    {
+                        "account": account,
+                        "counts": ds.counts(),
+                        "size": ds.size,
+                        "seed": ds.seed,
+                        "scale": ds.scale,
+                    },
                 )
             if KIND_OF.get(kind, kind) not in ds.counts():
                 raise WhopApiError(404, f"Unknown kind `{kind}`", code="resource_not_found")
@@ -175,6 +193,7 @@ def build_app(emu: WhopEmulator) -> Starlette:
         Route("/_sandbox/payments", create, methods=["POST"]),
         Route("/_sandbox/memberships/{id}", update, methods=["POST"]),
         Route("/_sandbox/payments/{id}", update, methods=["POST"]),
+        Route("/_sandbox/members/{id}", update, methods=["POST"]),
         Route("/_sandbox/webhooks", webhooks, methods=["GET", "PUT"]),
         Route("/_sandbox/dump", dump, methods=["GET"]),
         Route("/_sandbox/dump/{kind}", dump, methods=["GET"]),

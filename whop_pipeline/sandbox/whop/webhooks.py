@@ -7,6 +7,13 @@ Event mapping (one message per event, each with its own ``msg_`` id, delivered i
 - membership changed: ``membership.updated`` (with ``previous_attributes``); then
   ``membership.cancel_at_period_end_changed`` if that flag flipped; then ``membership.activated`` /
   ``membership.deactivated`` if access flipped.
+- member created (a new membership for a new user): ``member.created``, delivered before that
+  membership's event; ``data`` is the member at the end of the operation (its access included).
+- member changed (``name``/``email``/``username`` through ``/_sandbox/members/{id}``, or access
+  level / status following a membership change): ``member.updated`` with ``previous_attributes``,
+  only when a rendered field changed, delivered after the membership's events. ``data`` is a
+  ``Member`` as ``GET /members/{id}`` renders it (the SDK's ``PostMemberCreatedPayload`` /
+  ``PostMemberUpdatedPayload``; both events are in its ``CreateWebhooksRequestEventsItem``).
 - payment created: ``payment.created``, then its status event (below; a refunded one counts as
   ``payment.succeeded`` and also gets ``refund.created``).
 - payment status/substatus changed → the status event: paid → ``payment.succeeded``; failed or
@@ -91,14 +98,25 @@ def payment_status_event(status: str, substatus: str) -> str | None:
     return None
 
 
+def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The old values of the fields that changed, ``updated_at`` left out."""
+    return {k: v for k, v in before.items() if k != "updated_at" and after.get(k) != v}
+
+
 def events_for(change: Change) -> list[tuple[str, dict[str, Any] | None]]:
-    """``(event type, previous_attributes or None)`` for one change, in delivery order."""
+    """``(event type, previous_attributes or None)`` for one change (not the member changes it
+    caused: walk ``change.in_order()`` for those), in delivery order."""
     before, after = change.before, change.after
+    if change.kind == "members":
+        if before is None:
+            return [("member.created", None)]
+        previous = previous_attributes(before, after)
+        return [("member.updated", previous)] if previous else []
     if change.kind == "memberships":
         valid_after = after["status"] in VALID_STATUSES
         if before is None:
             return [("membership.activated" if valid_after else "membership.updated", None)]
-        previous = {k: v for k, v in before.items() if k != "updated_at" and after.get(k) != v}
+        previous = previous_attributes(before, after)
         events: list[tuple[str, dict[str, Any] | None]] = [("membership.updated", previous)]
         if before["cancel_at_period_end"] != after["cancel_at_period_end"]:
             events.append(("membership.cancel_at_period_end_changed", None))

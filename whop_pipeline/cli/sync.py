@@ -14,26 +14,16 @@ from typing import Any
 
 import dagster as dg
 
-from whop_pipeline.lib.instance import local_instance
+from whop_pipeline.cli.local import local_instance
+from whop_pipeline.crm.assets import CRM_ASSETS
+from whop_pipeline.orchestration.partitions import daily_partitions, trailing_keys
+from whop_pipeline.orchestration.schedules import INCREMENTAL_DAYS
+from whop_pipeline.orchestration.tags import SYNC_MODE_TAG, range_tags
 from whop_pipeline.settings import load_settings
-from whop_pipeline.whop.partitions import daily_partitions
-from whop_pipeline.whop.schedules import INCREMENTAL_DAYS, range_tags, trailing_keys
+from whop_pipeline.twenty.assets import LOAD_ASSETS
 
-LOAD_ASSETS = (
-    "twenty_schema",
-    "twenty_people",
-    "twenty_products",
-    "twenty_opportunities",
-    "twenty_notes",
-)
-# The final table: (label, asset, metadata prefix).
-TABLE_ROWS = (
-    ("people", "twenty_people", ""),
-    ("whopProducts", "twenty_products", ""),
-    ("opportunities", "twenty_opportunities", ""),
-    ("notes", "twenty_notes", "notes_"),
-    ("noteTargets", "twenty_notes", "targets_"),
-)
+# The final table: (label, asset, metadata prefix), in load order.
+TABLE_ROWS = tuple((name, asset, "") for name, asset in LOAD_ASSETS.items())
 COUNTS = ("created", "updated", "unchanged", "rejected", "deferred")
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -87,8 +77,7 @@ SHOWN = (
     "updated",
     "dagster/row_count",
     "created",
-    "notes_created",
-    "targets_created",
+    "changed",
     "rejected",
     "api_calls",
     "write_calls",
@@ -104,6 +93,21 @@ def _step_line(instance: dg.DagsterInstance, step: str, report: SyncReport) -> s
     values = report.metadata.get(step, {})
     shown = ", ".join(f"{k}={v}" for k, v in values.items() if k in SHOWN)
     return f"  done  {step:<22} {shown}"
+
+
+TRANSFORM_STEP = "crm_records"
+
+
+def _transform_line(instance: dg.DagsterInstance, report: SyncReport) -> str:
+    """The transform step writes five assets: one line with what each rebuilt and changed."""
+    parts = []
+    for name, asset in CRM_ASSETS.items():
+        latest = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        if latest:
+            values = _metadata_values(latest[0].asset_materialization.metadata)  # type: ignore[union-attr]
+            report.metadata[asset] = values
+            parts.append(f"{name} {values.get('changed', 0)}/{values.get('rebuilt', 0)}")
+    return f"  done  {TRANSFORM_STEP:<22} changed/rebuilt: {', '.join(parts)}"
 
 
 def _watch(
@@ -133,6 +137,8 @@ def _watch(
             if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 if event.step_key in asset_names:  # check steps report through their evaluation
                     printer(_step_line(instance, event.step_key, report))
+                elif event.step_key == TRANSFORM_STEP:
+                    printer(_transform_line(instance, report))
             elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 verdict = "passed" if evaluation.passed else "FAILED"  # type: ignore[union-attr]
@@ -149,20 +155,24 @@ def run_sync(
     *,
     since: dt.date | None = None,
     dry_run: bool = False,
+    rebuild: bool = False,
     instance: dg.DagsterInstance | None = None,
     now: dt.datetime | None = None,
     printer: Callable[[str], None] = print,
 ) -> SyncReport:
     """Run ``whop_sync_job`` over the partitions ``mode`` selects, in this process."""
     load_settings()  # fail early, naming any missing or bad variable
-    from whop_pipeline.definitions import defs
+    from whop_pipeline.definitions import build_defs
 
-    job = defs().resolve_job_def("whop_sync_job")
+    job = build_defs().resolve_job_def("whop_sync_job")
     first, last = partition_range(mode, since, now)
     run_id = str(uuid.uuid4())
     run_config: dict[str, Any] = dict(_QUIET)
     if dry_run:
-        run_config["ops"] = {name: {"config": {"dry_run": True}} for name in LOAD_ASSETS}
+        dry = {"config": {"dry_run": True}}
+        run_config["ops"] = {name: dry for name in ["twenty_schema", *LOAD_ASSETS.values()]}
+    if rebuild:
+        run_config.setdefault("ops", {})[TRANSFORM_STEP] = {"config": {"rebuild": True}}
     report = SyncReport(success=False, run_id=run_id, first_partition=first, last_partition=last)
     printer(
         f"sync ({mode}{', dry run' if dry_run else ''}): partitions {first} … {last}, run {run_id}"
@@ -180,7 +190,7 @@ def run_sync(
             result = job.execute_in_process(
                 instance=instance,
                 run_id=run_id,
-                tags={**range_tags(first, last), "whop/sync": mode},
+                tags={**range_tags(first, last), SYNC_MODE_TAG: mode},
                 run_config=run_config,
                 raise_on_error=False,
             )
@@ -201,7 +211,7 @@ def run_sync(
 def main(args: argparse.Namespace) -> int:
     mode = "full" if args.full else "since" if args.since else "incremental"
     since = dt.date.fromisoformat(args.since) if args.since else None
-    report = run_sync(mode, since=since, dry_run=args.dry_run)
+    report = run_sync(mode, since=since, dry_run=args.dry_run, rebuild=args.rebuild)
     print()
     print(report.table())
     if not report.success:

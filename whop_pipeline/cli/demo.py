@@ -119,13 +119,13 @@ def main(args: argparse.Namespace) -> int:
     # Before any pipeline module loads: the partitions start where the demo's history does.
     os.environ["WHOP_SYNC_START_DATE"] = start_date.isoformat()
 
+    from whop_pipeline.cli.inbox import process_pending
+    from whop_pipeline.cli.sync import run_sync
     from whop_pipeline.inbox import store
-    from whop_pipeline.inbox.processing import process_pending
     from whop_pipeline.inbox.receiver import create_receiver_app
     from whop_pipeline.sandbox.common import BackgroundServer
     from whop_pipeline.sandbox.runner import start_sandbox
     from whop_pipeline.store.database import get_engine
-    from whop_pipeline.sync import run_sync
 
     _heading("1. Sandbox: Whop API v1 and Twenty emulators, webhook receiver")
     receiver = BackgroundServer(create_receiver_app(db_url=db_url, secrets={"default": SECRET}))

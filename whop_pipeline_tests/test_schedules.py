@@ -6,18 +6,18 @@ import datetime as dt
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from whop_pipeline.definitions import defs
-from whop_pipeline.whop.partitions import daily_partitions
-from whop_pipeline.whop.schedules import (
-    PAYMENT_ASSETS,
+from whop_pipeline.definitions import build_defs
+from whop_pipeline.orchestration.partitions import daily_partitions
+from whop_pipeline.orchestration.schedules import (
     RECONCILE_PAYMENT_DAYS,
     whop_incremental_schedule,
     whop_reconcile_schedule,
+)
+from whop_pipeline.orchestration.tags import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    SYNC_MODE_TAG,
 )
 
 pytestmark = pytest.mark.dagster
@@ -29,18 +29,19 @@ def keys_until(now: dt.datetime) -> list[str]:
 
 
 def as_range(request: dg.RunRequest) -> tuple[str, str]:
-    return request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[
-        ASSET_PARTITION_RANGE_END_TAG
-    ]
+    return request.tags[PARTITION_RANGE_START_TAG], request.tags[PARTITION_RANGE_END_TAG]
 
 
 def test_incremental_reads_yesterday_and_today():
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW) as context,
+    ):
         request = whop_incremental_schedule.evaluate_tick(context).run_requests[0]
     keys = keys_until(NOW)
     assert as_range(request) == (keys[-2], keys[-1])
     assert keys[-1] == NOW.date().isoformat()
+    assert request.tags[SYNC_MODE_TAG] == "incremental"
 
 
 def test_incremental_skips_while_a_sync_is_running():
@@ -48,30 +49,38 @@ def test_incremental_skips_while_a_sync_is_running():
         instance.add_run(
             dg.DagsterRun(job_name="whop_sync_job", run_id="r1", status=dg.DagsterRunStatus.STARTED)
         )
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW)
-        result = whop_incremental_schedule.evaluate_tick(context)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW) as context:
+            result = whop_incremental_schedule.evaluate_tick(context)
     assert result.run_requests == [] and "still queued or running" in result.skip_message
 
 
 def test_reconcile_reads_every_membership_and_recent_payments():
     with dg.instance_for_test() as instance:
         # Built inside the instance's scope: loading definitions reads the ambient instance.
-        repository = defs().get_repository_def()
-        context = dg.build_schedule_context(
+        repository = build_defs().get_repository_def()
+        with dg.build_schedule_context(
             instance=instance, scheduled_execution_time=NOW, repository_def=repository
-        )
-        memberships, payments = whop_reconcile_schedule.evaluate_tick(context).run_requests
+        ) as context:
+            memberships, payments = whop_reconcile_schedule.evaluate_tick(context).run_requests
     keys = keys_until(NOW)
     assert as_range(memberships) == (keys[0], keys[-1])
     assert as_range(payments) == (keys[max(0, len(keys) - RECONCILE_PAYMENT_DAYS)], keys[-1])
     membership_assets = {k.to_user_string() for k in memberships.asset_selection}
     payment_assets = {k.to_user_string() for k in payments.asset_selection}
-    assert payment_assets == set(PAYMENT_ASSETS)
-    assert not membership_assets & payment_assets
-    assert {
-        "whop_memberships",
+    downstream = {
+        "crm_people",
         "crm_opportunities",
-        "twenty_opportunities",
+        "crm_notes",
         "twenty_people",
-    } <= membership_assets
+        "twenty_opportunities",
+        "twenty_notes",
+        "twenty_note_targets",
+    }
+    # Each run reads its own partitioned asset over its own range, and rebuilds what it changed.
+    assert membership_assets & {"whop_memberships", "whop_payments"} == {"whop_memberships"}
+    assert payment_assets & {"whop_memberships", "whop_payments"} == {"whop_payments"}
+    assert "whop_members" in membership_assets and "whop_members" not in payment_assets
+    assert downstream <= membership_assets and downstream <= payment_assets
+    # Neither is incremental: members are a full scan and every record is compared.
+    assert memberships.tags[SYNC_MODE_TAG] != "incremental" != payments.tags[SYNC_MODE_TAG]
     assert memberships.run_key != payments.run_key

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 import dagster as dg
 
 from whop_pipeline.inbox import store
-from whop_pipeline.inbox.assets import whop_webhook_inbox
 from whop_pipeline.inbox.processing import STALE_AFTER
+from whop_pipeline.orchestration.jobs import whop_inbox_job
+from whop_pipeline.orchestration.schedules import ACTIVE_RUN_STATUSES
+from whop_pipeline.orchestration.tags import INBOX_ROWS_TAG
 from whop_pipeline.store.resource import PipelineDatabase
 
 BATCH_SIZE = 500
@@ -27,25 +29,11 @@ MAX_RUNS_PER_TICK = 4
 # (a crash at launch): the key changes with each such period, so the batch is launched again.
 RELAUNCH_AFTER = dt.timedelta(minutes=10)
 
-whop_inbox_job = dg.define_asset_job(
-    "whop_inbox_job",
-    selection=dg.AssetSelection.assets(whop_webhook_inbox),
-    description="Apply one batch of webhook events and push what changed to Twenty.",
-)
-
-
-ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
 
 def _inbox_run_in_progress(context: dg.SensorEvaluationContext, now: dt.datetime) -> bool:
     """An inbox run started recently and not finished (a run stuck longer does not block)."""
     runs = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=whop_inbox_job.name, statuses=ACTIVE), limit=1
+        filters=dg.RunsFilter(job_name=whop_inbox_job.name, statuses=ACTIVE_RUN_STATUSES), limit=1
     )
     for record in runs:
         created = record.create_timestamp
@@ -91,7 +79,7 @@ def whop_webhook_sensor(
                 run_config={
                     "ops": {"whop_webhook_inbox": {"config": {"inbox_ids": [r[0] for r in rows]}}}
                 },
-                tags={"whop/inbox_rows": str(len(rows))},
+                tags={INBOX_ROWS_TAG: str(len(rows))},
             )
         )
     # The cursor records the newest row dispatched so far (shown in the UI); correctness rests on

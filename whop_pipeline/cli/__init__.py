@@ -26,6 +26,7 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", choices=["tiny", "small", "large"], default="small")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument("--scale", type=int, default=1, help="multiply members/memberships/payments")
     p.add_argument("--whop-port", type=int, default=8810)
     p.add_argument("--twenty-port", type=int, default=8820)
     p.add_argument("--whop-api-key", default="sandbox-whop-key")
@@ -47,7 +48,7 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--webhook-url", help="deliver signed Whop webhooks here on every change")
     p.add_argument("--webhook-secret", help="the webhook secret (ws_...) to sign them with")
-    p.set_defaults(handler="whop_pipeline.sandbox.runner:main")
+    p.set_defaults(handler="whop_pipeline.cli.sandbox:main")
 
 
 def _add_sync(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +67,12 @@ def _add_sync(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="extract and plan; write nothing to Twenty"
     )
-    p.set_defaults(handler="whop_pipeline.sync:main")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild every CRM record from the mirror (a new mapping version does this itself)",
+    )
+    p.set_defaults(handler="whop_pipeline.cli.sync:main")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +86,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", choices=["tiny", "small"], default="small")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(handler="whop_pipeline.demo:main")
+    p.set_defaults(handler="whop_pipeline.cli.demo:main")
 
 
 def _add_webhooks(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +100,7 @@ def _add_webhooks(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8830)
-    serve.set_defaults(handler="whop_pipeline.inbox.receiver:main")
+    serve.set_defaults(handler="whop_pipeline.cli.webhooks:main")
 
 
 def _add_inbox(sub: argparse._SubParsersAction) -> None:
@@ -107,9 +113,9 @@ def _add_inbox(sub: argparse._SubParsersAction) -> None:
         "opportunities and notes to Twenty, through the same job the sensor launches.",
     )
     process.add_argument("--batch-size", type=int, default=500)
-    process.set_defaults(handler="whop_pipeline.inbox.processing:main")
+    process.set_defaults(handler="whop_pipeline.cli.inbox:main")
     status = isub.add_parser("status", help="count inbox rows by status")
-    status.set_defaults(handler="whop_pipeline.inbox.processing:status_main")
+    status.set_defaults(handler="whop_pipeline.cli.inbox:status_main")
 
 
 def _add_db(sub: argparse._SubParsersAction) -> None:
@@ -118,9 +124,9 @@ def _add_db(sub: argparse._SubParsersAction) -> None:
     upgrade = dsub.add_parser(
         "upgrade", help="apply pending migrations to WHOP_PIPELINE_DB_URL (idempotent)"
     )
-    upgrade.set_defaults(handler="whop_pipeline.store.cli:upgrade_main")
+    upgrade.set_defaults(handler="whop_pipeline.cli.db:upgrade_main")
     status = dsub.add_parser("status", help="show the schema revision and row counts")
-    status.set_defaults(handler="whop_pipeline.store.cli:status_main")
+    status.set_defaults(handler="whop_pipeline.cli.db:status_main")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,11 @@
+"""The jobs, schedules and sensors as one ``Definitions`` (merged with the systems' assets)."""
+
+import dagster as dg
+
+from whop_pipeline.orchestration import jobs, schedules, sensors
+
+defs = dg.Definitions(
+    jobs=[jobs.whop_sync_job, jobs.whop_inbox_job],
+    schedules=[schedules.whop_incremental_schedule, schedules.whop_reconcile_schedule],
+    sensors=[sensors.whop_webhook_sensor],
+)

@@ -1,0 +1,18 @@
+"""The jobs: the sync (Whop → mirror → CRM records → Twenty) and the webhook inbox batch."""
+
+import dagster as dg
+
+SYNC_GROUPS = ("whop", "crm", "twenty")
+
+whop_sync_job = dg.define_asset_job(
+    "whop_sync_job",
+    selection=dg.AssetSelection.groups(*SYNC_GROUPS),
+    description="Whop → raw mirror → CRM records → Twenty; memberships and payments over a range "
+    "of daily partitions, the rest following what changed.",
+)
+
+whop_inbox_job = dg.define_asset_job(
+    "whop_inbox_job",
+    selection=dg.AssetSelection.groups("inbox"),
+    description="Apply one batch of webhook events and push what changed to Twenty.",
+)
