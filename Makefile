@@ -9,6 +9,10 @@ endif
 # Dagster instance for the demo and the UI: SQLite under .dagster, configured by ./dagster.yaml
 # (linked in). Tests use throwaway instances of their own.
 DAGSTER_HOME ?= $(CURDIR)/.dagster
+# Dagster run-time switches that cut per-partition bookkeeping (whop_pipeline/orchestration/runtime.py);
+# exported so the daemon, the webserver and the runs they start all see them.
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 
 .PHONY: install home demo test dev check lint format bench sandbox clean
 

@@ -3,16 +3,23 @@ pipeline database, twice.
 
 The emulators run in a separate process (``whop-pipeline sandbox``); this process runs
 ``dg.materialize`` over the four extract assets for the full partition range (one single-run
-backfill, as ``whop-pipeline sync --full`` does) with the pipeline's own resources. Prints rows per
-object, wall time and step time (the four extract steps, split into the assets' own work and
-Dagster's per-partition bookkeeping) with records/s on both, Whop API calls against the minimum
-(Σ ⌈rows in the window read ÷ 100⌉ per listing, from the emulator's dataset), this process's
-peak RSS, and what a second run over the same data did (everything unchanged, the same calls).
+backfill, as ``whop-pipeline sync --full`` does) with the pipeline's own resources, the run tagged
+``whop/sync=full`` as that sync tags it, so ``whop_members`` (which runs after memberships and
+payments) is a full scan of the members. The project's Dagster run-time switches are applied as
+``run_sync`` applies them (``--no-dagster-switches``: without them). Prints rows per object, wall
+time and step time (the four extract steps, split into the assets' own work and Dagster's
+per-partition bookkeeping) with records/s on both, Dagster's share of the run (wall − the assets'
+own work), Whop API calls against the minimum (Σ ⌈rows in the window read ÷ 100⌉ per listing, from
+the emulator's dataset), this process's peak RSS, and what a second run over the same data did
+(everything unchanged, the same calls).
 
     uv run python -m benchmarks.bench_extract                     # large dataset, SQLite
     uv run python -m benchmarks.bench_extract --dataset small --json
+    uv run python -m benchmarks.bench_extract --dataset small --no-dagster-switches
     uv run python -m benchmarks.bench_extract \\
         --db-url postgresql+psycopg2://postgres@127.0.0.1:5432/test   # a fresh schema, dropped after
+    uv run python -m benchmarks.bench_extract \\
+        --dagster-db-url postgresql://postgres@127.0.0.1:5432/test    # Dagster's storage on Postgres
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ class ExtractRun:
 
 
 def full_range() -> tuple[str, str]:
-    from whop_pipeline.whop.partitions import daily_partitions
+    from whop_pipeline.orchestration.partitions import daily_partitions
 
     keys = daily_partitions.get_partition_keys()
     return keys[0], keys[-1]
@@ -66,12 +73,12 @@ def extract(
     import dagster as dg
     import sqlalchemy as sa
 
+    from whop_pipeline.orchestration.tags import SYNC_MODE_TAG, SyncMode, range_tags
     from whop_pipeline.resources import build_resources
     from whop_pipeline.settings import DEFAULT_CONNECTION
     from whop_pipeline.store.database import get_engine
     from whop_pipeline.store.raw import count_raw
     from whop_pipeline.whop import assets
-    from whop_pipeline.whop.schedules import range_tags
 
     sandbox.reset_stats()
     called, started = time.time(), time.perf_counter()
@@ -79,7 +86,8 @@ def extract(
         [assets.whop_members, assets.whop_products, assets.whop_memberships, assets.whop_payments],
         instance=instance,
         resources=build_resources(),
-        tags={**range_tags(first, last), "whop/sync": "bench-extract"},
+        # As ``whop-pipeline sync --full`` tags its run: whop_members reads every member.
+        tags={**range_tags(first, last), SYNC_MODE_TAG: SyncMode.FULL},
         run_config=common.QUIET_RUN_CONFIG,
     )
     wall = time.perf_counter() - started
@@ -127,6 +135,8 @@ def run_summary(run: ExtractRun) -> dict[str, Any]:
         "step_s": step_total,
         "step_work_s": work,
         "step_bookkeeping_s": steps.bookkeeping_s(EXTRACT_STEPS),
+        # Everything in the wall time that is not the assets' own work: Dagster's.
+        "dagster_share_s": run.wall_s - work,
         "outside_steps_s": run.wall_s - step_total,
         "before_run_s": steps.before_run_s,
         "planned_events": steps.planned_events,
@@ -153,16 +163,29 @@ def run_summary(run: ExtractRun) -> dict[str, Any]:
                 "api_calls": int(run.asset_metadata[name].get("api_calls", 0)),
                 "peak_rss_mb": run.step_peak_rss_mb[name],
             }
-            for name in EXTRACT_STEPS
+            # In the order they ran: whop_members after memberships and payments.
+            for name in sorted(EXTRACT_STEPS, key=lambda n: steps.steps[n].start)
         },
     }
 
 
-def run(dataset: str, db_url: str | None, keep: bool) -> dict[str, Any]:
-    common.prepare_environment()
-    with common.start_sandbox_process(dataset) as sandbox:
+def run(
+    dataset: str,
+    db_url: str | None,
+    keep: bool,
+    *,
+    scale: int = 1,
+    dagster_db_url: str | None = None,
+    dagster_switches: bool = True,
+) -> dict[str, Any]:
+    switches = common.prepare_environment(dagster_switches)
+    with common.start_sandbox_process(dataset, scale=scale) as sandbox:
         served = sandbox.whop_dataset()
-        with common.pipeline_database(db_url, keep) as url, common.dagster_instance() as instance:
+        with (
+            common.pipeline_database(db_url, keep) as url,
+            common.dagster_instance(dagster_db_url, keep) as instance,
+        ):
+            dagster_storage = common.describe_dagster_storage(instance)
             os.environ.update(sandbox.env)
             os.environ["WHOP_PIPELINE_DB_URL"] = url
             os.environ["WHOP_MAX_REQUESTS_PER_SECOND"] = str(common.FAST_WHOP_PER_SECOND)
@@ -180,7 +203,11 @@ def run(dataset: str, db_url: str | None, keep: bool) -> dict[str, Any]:
     return {
         "benchmark": "extract",
         "dataset": dataset,
+        "scale": scale,
         "database": common.describe_db(url),
+        "dagster_storage": dagster_storage,
+        "dagster_switches": switches,
+        "sync_mode_tag": "full",
         "at": common.utc_now(),
         "sandbox_counts": served["counts"],
         "sandbox_start_s": sandbox.started_s,
@@ -209,13 +236,17 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
     one, two = r["first_run"], r["second_run"]
     counts = r["sandbox_counts"]
     lines = [
-        f"extract benchmark — dataset {r['dataset']}, {r['database']}, {r['at']}",
+        f"extract benchmark — dataset {r['dataset']}"
+        + (f" ×{r['scale']}" if r["scale"] != 1 else "")
+        + f", {r['database']}, {r['dagster_storage']},"
+        f" {common.describe_switches(r['dagster_switches'])}, {r['at']}",
         "  sandbox (separate process): "
         + ", ".join(f"{v:,} {k}" for k, v in counts.items())
         + f"; started in {r['sandbox_start_s']:.1f} s"
         + (f", its peak RSS {r['sandbox_peak_rss_mb']:.0f} MB" if r["sandbox_peak_rss_mb"] else ""),
         f"  partitions {r['partitions']['first']} … {r['partitions']['last']} "
-        f"({r['partitions']['count']} days, one run); window read "
+        f"({r['partitions']['count']} days, one run tagged whop/sync={r['sync_mode_tag']}:"
+        " members a full scan); window read "
         f"({r['read_window'][0]}, {r['read_window'][1]})",
         "",
         "  first run (empty database)",
@@ -259,14 +290,20 @@ def _timing_lines(s: dict[str, Any]) -> list[str]:
     def rate(value: float | None) -> str:
         return "n/a" if value is None else f"{value:,.0f}/s"
 
+    # Without the switches Dagster logs one per asset and partition; with them, one per asset.
+    per = (
+        "one per asset" if s["planned_events"] <= len(s["steps"]) else "one per asset and partition"
+    )
     lines = [
+        f"    Dagster's share: wall {s['wall_s']:.1f} s − assets' own work"
+        f" {s['step_work_s']:.1f} s = {s['dagster_share_s']:.1f} s",
         f"    wall {s['wall_s']:.1f} s ({rate(s['records_per_s_wall'])});"
         f" the four extract steps {s['step_s']:.1f} s ({rate(s['records_per_s_step'])}) ="
         f" assets' work {s['step_work_s']:.1f} s ({rate(s['records_per_s_work'])})"
         f" + Dagster per-partition bookkeeping {s['step_bookkeeping_s']:.1f} s;"
         f" outside the steps {s['outside_steps_s']:.1f} s (before RUN_START"
         f" {s['before_run_s']:.1f} s, mostly Dagster logging {s['planned_events']:,} 'planned'"
-        f" events, one per asset and partition; in the run between steps"
+        f" events, {per}; in the run between steps"
         f" {s['between_steps_s']:.1f} s; after the run {s['after_run_s']:.1f} s)",
     ]
     for name, step in s["steps"].items():
@@ -283,7 +320,14 @@ def _timing_lines(s: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = common.sync_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
-    results = run(args.dataset, args.db_url, args.keep)
+    results = run(
+        args.dataset,
+        args.db_url,
+        args.keep,
+        scale=args.scale,
+        dagster_db_url=args.dagster_db_url,
+        dagster_switches=args.dagster_switches,
+    )
     common.emit(results, summary_lines(results), args.json)
     return 0
 

@@ -14,9 +14,16 @@ order:
    write calls per object against the floor of that change;
 4. an incremental sync (``run_sync("incremental")``): calls and time.
 
+Each sync also prints Dagster's share of it: its wall time less every step's own work (the assets'
+and the checks'). ``run_sync`` applies the project's Dagster run-time switches
+(``--no-dagster-switches``: without them); ``--dagster-db-url`` puts Dagster's own storage on
+Postgres, as production has it.
+
     uv run python -m benchmarks.bench_load                         # large dataset, SQLite
     uv run python -m benchmarks.bench_load --dataset small --json
     uv run python -m benchmarks.bench_load --db-url postgresql+psycopg2://postgres@127.0.0.1:5432/test
+    uv run python -m benchmarks.bench_load --dataset small --compare-scale 0 \\
+        --dagster-db-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ CHANGE_STATUSES = ("canceled", "active", "past_due", "expired", "canceling")
 def table_rows() -> tuple[tuple[str, str, str], ...]:
     """``whop-pipeline sync``'s own table: (Twenty object, its load step, its metadata prefix).
     Imported late: pipeline modules read the environment ``prepare_environment`` sets."""
-    from whop_pipeline.sync import TABLE_ROWS
+    from whop_pipeline.cli.sync import TABLE_ROWS
 
     return TABLE_ROWS
 
@@ -61,7 +68,7 @@ def objects() -> list[str]:
 class SyncRun:
     label: str
     mode: str
-    report: Any  # whop_pipeline.sync.SyncReport
+    report: Any  # whop_pipeline.cli.sync.SyncReport
     wall_s: float
     timing: common.RunTiming
     twenty: dict[str, Any]
@@ -73,7 +80,7 @@ class SyncRun:
 def sync(
     sandbox: common.SandboxProcess, instance: Any, mode: str, label: str, sampler: common.RssSampler
 ) -> SyncRun:
-    from whop_pipeline.sync import run_sync
+    from whop_pipeline.cli.sync import run_sync
 
     def progress(line: str) -> None:  # stderr: stdout stays the summary (or the JSON)
         print(f"[{label}] {line}", file=sys.stderr, flush=True)
@@ -165,6 +172,8 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
         "partitions": [run.report.first_partition, run.report.last_partition],
         "wall_s": run.wall_s,
         "steps_work_s": work,
+        # Everything in the wall time that is not the steps' own work: Dagster's.
+        "dagster_share_s": run.wall_s - work,
         "dagster_bookkeeping_s": bookkeeping,
         "before_run_s": timing.before_run_s,
         "planned_events": timing.planned_events,
@@ -232,13 +241,21 @@ def change_memberships(sandbox: common.SandboxProcess, share: float) -> dict[str
 
 
 def run(
-    dataset: str, db_url: str | None, keep: bool, change_share: float, scale: int = 1
+    dataset: str,
+    db_url: str | None,
+    keep: bool,
+    change_share: float,
+    scale: int = 1,
+    *,
+    dagster_db_url: str | None = None,
+    dagster_switches: bool = True,
 ) -> dict[str, Any]:
-    common.prepare_environment()
+    switches = common.prepare_environment(dagster_switches)
     results: dict[str, Any] = {
         "benchmark": "load",
         "dataset": dataset,
         "scale": scale,
+        "dagster_switches": switches,
         "at": common.utc_now(),
         "client_twenty_calls_per_minute": common.FAST_TWENTY_PER_MINUTE,
         "server_twenty_calls_per_minute": common.FAST_TWENTY_SERVER_PER_MINUTE,
@@ -246,8 +263,12 @@ def run(
     with common.start_sandbox_process(dataset, scale=scale) as sandbox:
         results["sandbox_counts"] = sandbox.whop_dataset()["counts"]
         results["sandbox_start_s"] = sandbox.started_s
-        with common.pipeline_database(db_url, keep) as url, common.dagster_instance() as instance:
+        with (
+            common.pipeline_database(db_url, keep) as url,
+            common.dagster_instance(dagster_db_url, keep) as instance,
+        ):
             results["database"] = common.describe_db(url)
+            results["dagster_storage"] = common.describe_dagster_storage(instance)
             os.environ.update(sandbox.env)
             os.environ["WHOP_PIPELINE_DB_URL"] = url
             os.environ["WHOP_MAX_REQUESTS_PER_SECOND"] = str(common.FAST_WHOP_PER_SECOND)
@@ -271,6 +292,9 @@ def run(
             (_, minimum_full), (_, minimum_inc) = common.whop_minimum(
                 sandbox, [full_window, inc_window]
             )
+            # Incremental: members created after the newest one in the mirror (none here), one
+            # page; the full member scan belongs to full and reconcile syncs.
+            minimum_inc["members"] = 1
             results["whop_minimum_full"] = minimum_full
             results["whop_minimum_incremental"] = minimum_inc
         results["sandbox_peak_rss_mb"] = sandbox.peak_rss_mb()
@@ -307,6 +331,8 @@ def _sync_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         f"    partitions {s['partitions'][0]} … {s['partitions'][1]}; "
         + ("succeeded" if s["success"] else f"FAILED: {s['error']}"),
+        f"    Dagster's share: wall {s['wall_s']:.1f} s − assets' own work"
+        f" {s['steps_work_s']:.1f} s = {s['dagster_share_s']:.1f} s",
         f"    wall {s['wall_s']:.1f} s = steps' own work {s['steps_work_s']:.1f} s"
         f" (extract {stages['extract']['work_s']:.1f}, transform {stages['transform']['work_s']:.1f},"
         f" load {stages['load']['work_s']:.1f}, checks {stages['checks']['work_s']:.1f})"
@@ -362,12 +388,13 @@ def _step_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         "    steps (total = own work + Dagster bookkeeping; RSS = highest sample in the step):"
     ]
+    width = max((len(name) for name in s["steps"]), default=0) + 2  # asset checks' names are long
     for name, step in s["steps"].items():
         calls = f"; {step['api_calls']} calls" if step["api_calls"] is not None else ""
         writes = f", {step['write_calls']} writes" if step["write_calls"] is not None else ""
         peak = f"; RSS {step['peak_rss_mb']:.0f} MB" if step["peak_rss_mb"] else ""
         lines.append(
-            f"      {name:<34}{step['total_s']:>7.1f} s = {step['work_s']:>6.1f}"
+            f"      {name:<{width}}{step['total_s']:>7.1f} s = {step['work_s']:>6.1f}"
             f" + {step['bookkeeping_s']:>5.1f} ({step['materializations']:>4} mat.)"
             f"{calls}{writes}{peak}"
         )
@@ -381,7 +408,10 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
     minimum_inc = sum(r["whop_minimum_incremental"].values())
     change = r["change"]
     lines = [
-        f"load benchmark — dataset {r['dataset']}, {r['database']}, {r['at']}",
+        f"load benchmark — dataset {r['dataset']}"
+        + (f" ×{r['scale']}" if r["scale"] != 1 else "")
+        + f", {r['database']}, {r['dagster_storage']},"
+        f" {common.describe_switches(r['dagster_switches'])}, {r['at']}",
         f"  sandbox (separate process): {counts}; started in {r['sandbox_start_s']:.1f} s"
         + (f"; its peak RSS {r['sandbox_peak_rss_mb']:.0f} MB" if r["sandbox_peak_rss_mb"] else ""),
         f"  Twenty emulator limit {r['server_twenty_calls_per_minute']:,}/min (+ its 100/s bucket);"
@@ -429,6 +459,10 @@ def scaled_run(args: Any) -> dict[str, Any]:
     ]  # fmt: skip
     if args.db_url:
         command += ["--db-url", args.db_url]
+    if args.dagster_db_url:
+        command += ["--dagster-db-url", args.dagster_db_url]
+    if not args.dagster_switches:
+        command.append("--no-dagster-switches")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"the scale {args.compare_scale} run failed:\n{done.stderr[-4000:]}")
@@ -478,7 +512,15 @@ def main(argv: list[str] | None = None) -> int:
         help="also run at this scale in a fresh process and compare (0: skip)",
     )
     args = parser.parse_args(argv)
-    results = run(args.dataset, args.db_url, args.keep, args.change, args.scale)
+    results = run(
+        args.dataset,
+        args.db_url,
+        args.keep,
+        args.change,
+        args.scale,
+        dagster_db_url=args.dagster_db_url,
+        dagster_switches=args.dagster_switches,
+    )
     lines = summary_lines(results)
     if args.compare_scale:
         results["scaled"] = scaled_run(args)

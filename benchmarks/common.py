@@ -48,10 +48,37 @@ WHOP_PAGE = 100
 TWENTY_BATCH = 200
 
 
-def prepare_environment() -> None:
-    """Settings read when pipeline modules are imported: set them before importing any."""
+def prepare_environment(dagster_switches: bool = True) -> dict[str, str]:
+    """Settings read when pipeline modules are imported: set them before importing any. Also the
+    project's Dagster run-time switches (``whop_pipeline.orchestration.runtime``), as ``run_sync``
+    applies them; without ``dagster_switches`` (``--no-dagster-switches``) they are set to ``0``
+    (off), so that ``run_sync``'s own ``apply()`` keeps them off and the benchmark shows Dagster
+    without them. Returns the switches' values in effect."""
     os.environ["WHOP_SYNC_START_DATE"] = SANDBOX_START_DATE
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    from whop_pipeline.orchestration import runtime
+
+    if dagster_switches:
+        runtime.apply()
+    else:
+        for name in runtime.DAGSTER_RUNTIME_ENV:
+            os.environ[name] = "0"
+    return dagster_switches_in_effect()
+
+
+def dagster_switches_in_effect() -> dict[str, str]:
+    """The Dagster run-time switches' values in this process's environment ("" when unset)."""
+    from whop_pipeline.orchestration import runtime
+
+    return {name: os.environ.get(name, "") for name in runtime.DAGSTER_RUNTIME_ENV}
+
+
+def describe_switches(values: dict[str, str]) -> str:
+    """``on``/``off``/``partly on`` with the values, for a benchmark's header line."""
+    enabled = [value.strip().lower() not in {"", "0", "false", "none"} for value in values.values()]
+    state = "on" if all(enabled) else "off" if not any(enabled) else "partly on"
+    shown = ", ".join(f"{name}={value or 'unset'}" for name, value in values.items())
+    return f"Dagster switches {state} ({shown})"
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -351,7 +378,20 @@ def sync_parser(description: str) -> argparse.ArgumentParser:
         help="pipeline database (default: SQLite in a temporary folder); a Postgres URL gets a "
         "fresh schema, dropped afterwards",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the Postgres schema")
+    parser.add_argument("--keep", action="store_true", help="keep the Postgres schema(s)")
+    parser.add_argument(
+        "--dagster-db-url",
+        help="Dagster instance storage (runs, event log, schedules) on this Postgres database, in a "
+        "fresh schema dropped afterwards (default: SQLite in a temporary folder), e.g. "
+        "postgresql://postgres@127.0.0.1:5432/test",
+    )
+    parser.add_argument(
+        "--no-dagster-switches",
+        dest="dagster_switches",
+        action="store_false",
+        help="run without the project's Dagster run-time switches "
+        "(whop_pipeline.orchestration.runtime), to show the difference they make",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -400,17 +440,54 @@ def describe_db(url: str) -> str:
 
 
 @contextlib.contextmanager
-def dagster_instance() -> Iterator[Any]:
-    """A persistent Dagster instance in a temporary folder (SQLite event log on disk, as a local
-    deployment has; an ephemeral instance would keep every event in this process's memory)."""
+def dagster_instance(db_url: str | None = None, keep: bool = False) -> Iterator[Any]:
+    """A persistent Dagster instance in a temporary folder: SQLite run and event storage on disk,
+    as a local deployment has (an ephemeral instance would keep every event in this process's
+    memory); or, with ``db_url`` (a Postgres URL), dagster-postgres storage as production has
+    (``deploy/dagster.postgres.yaml``), in a new schema of that database, dropped afterwards unless
+    ``keep``. Artifacts and compute logs stay in the temporary folder either way."""
     import dagster as dg
 
     with tempfile.TemporaryDirectory(prefix="bench-dagster-") as folder:
-        instance = dg.DagsterInstance.local_temp(tempdir=folder)
-        try:
-            yield instance
-        finally:
-            instance.dispose()
+        if not db_url:
+            instance = dg.DagsterInstance.local_temp(tempdir=folder)
+            try:
+                yield instance
+            finally:
+                instance.dispose()
+            return
+        import sqlalchemy as sa
+
+        from whop_pipeline_tests.postgres import scratch_schema
+
+        if sa.make_url(db_url).get_backend_name() != "postgresql":
+            raise ValueError(f"--dagster-db-url must be a Postgres URL, not {db_url!r}")
+        with scratch_schema(db_url, "bench_dagster", keep=keep) as url:
+            storage = {"postgres": {"postgres_url": url}}
+            instance = dg.DagsterInstance.local_temp(tempdir=folder, overrides={"storage": storage})
+            try:
+                yield instance
+            finally:
+                instance.dispose()  # before the schema is dropped
+
+
+def describe_dagster_storage(instance: Any) -> str:
+    """Which storage the instance's event log really is: the class, and for Postgres the database
+    and schema (password hidden)."""
+    import urllib.parse
+
+    import sqlalchemy as sa
+
+    storage = instance.event_log_storage
+    kind = type(storage).__name__
+    postgres_url = getattr(storage, "postgres_url", None)
+    if not postgres_url:
+        return f"Dagster storage SQLite in a temporary folder ({kind})"
+    url = sa.make_url(postgres_url)
+    options = urllib.parse.unquote(str(url.query.get("options", "")))
+    schema = options.removeprefix("-csearch_path=") if "search_path" in options else "public"
+    where = url.set(query={}).render_as_string(hide_password=True)
+    return f"Dagster storage Postgres, schema {schema} of {where} ({kind})"
 
 
 # --- where a run's time went ------------------------------------------------------------------
@@ -572,8 +649,8 @@ def utc_now() -> str:
 
 def read_window(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
     """What the partitioned extract assets ask Whop for over ``first``…``last``: the days' span,
-    widened by the partition overlap on both sides (``whop_pipeline.whop.partitions``)."""
-    from whop_pipeline.whop.partitions import WINDOW_OVERLAP
+    widened by the partition overlap on both sides (``whop_pipeline.whop.assets``)."""
+    from whop_pipeline.whop.assets import WINDOW_OVERLAP
 
     start = dt.datetime.fromisoformat(first).replace(tzinfo=dt.UTC)
     end = dt.datetime.fromisoformat(last).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)

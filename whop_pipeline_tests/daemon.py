@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from whop_pipeline.orchestration.runtime import DAGSTER_RUNTIME_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,7 +23,7 @@ class Daemon:
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
         self.home = home
         self.log_path = home / "daemon.log"
-        self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+        self.env = {**DAGSTER_RUNTIME_ENV, **os.environ, **env, "DAGSTER_HOME": str(home)}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Daemon:

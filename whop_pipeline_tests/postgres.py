@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
+from whop_pipeline.store.database import dispose_engine
+
 
 @contextlib.contextmanager
 def scratch_schema(admin_url: str, prefix: str, *, keep: bool = False) -> Iterator[str]:
@@ -18,10 +20,12 @@ def scratch_schema(admin_url: str, prefix: str, *, keep: bool = False) -> Iterat
     admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    scoped_url = scoped.render_as_string(hide_password=False)
     try:
-        scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False)
+        yield scoped_url
     finally:
+        dispose_engine(scoped_url)  # its pooled connections go before the schema does
         if not keep:
             with admin.begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))

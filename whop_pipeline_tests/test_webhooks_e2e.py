@@ -54,15 +54,23 @@ def test_a_membership_change_reaches_twenty_through_the_daemon(tmp_path, monkeyp
                     break
                 time.sleep(1)
             assert stage == "LOST", f"not in Twenty after {TIMEOUT}s:\n{daemon.log()[-3000:]}"
-            with pipeline.engine.connect() as conn:
-                counts = store.status_counts(conn, "default")
-            assert counts["done"] >= 1 and counts["pending"] == 0 and counts["dead"] == 0
             with daemon.instance() as instance:
-                runs = instance.get_runs(dg.RunsFilter(job_name="whop_inbox_job"))
+                # The opportunity is written before its run records its success: wait for every
+                # inbox run (the membership and the member events may take two) to finish.
+                while time.monotonic() < deadline:
+                    runs = instance.get_runs(dg.RunsFilter(job_name="whop_inbox_job"))
+                    if runs and all(r.is_finished for r in runs):
+                        break
+                    time.sleep(0.5)
                 assert runs and all(
                     r.tags.get("dagster/sensor_name") == "whop_webhook_sensor" for r in runs
                 )
-                assert any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+                assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [
+                    r.status for r in runs
+                ]
+            with pipeline.engine.connect() as conn:
+                counts = store.status_counts(conn, "default")
+            assert counts["done"] >= 1 and counts["pending"] == 0 and counts["dead"] == 0
     finally:
         sandbox.stop()
         receiver.stop()

@@ -8,11 +8,15 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from whop_pipeline.orchestration import runtime
+
 
 @contextlib.contextmanager
 def local_instance(instance: dg.DagsterInstance | None = None) -> Iterator[dg.DagsterInstance]:
     """``instance`` when given (left open); else the one under ``DAGSTER_HOME``, so runs show in the
-    UI, or an ephemeral one without it; either is disposed on exit."""
+    UI, or an ephemeral one without it; either is disposed on exit. Runs started here get the
+    project's Dagster run-time switches (``orchestration.runtime``)."""
+    runtime.apply()
     if instance is not None:
         yield instance
         return

@@ -85,6 +85,18 @@ def _person_keys_of(conn: sa.Connection, connection: str, table: sa.Table, ids: 
     return keys
 
 
+def _people_with_member_email(conn: sa.Connection, connection: str, keys: set[str]) -> set[str]:
+    found: set[str] = set()
+    query = sa.select(raw_members.c.user_id, raw_members.c.id).where(
+        raw_members.c.connection == connection, raw_members.c.email.is_not(None)
+    )
+    for column in (raw_members.c.user_id, raw_members.c.id):
+        for chunk in in_chunks(sorted(keys)):
+            for user_id, member_id in conn.execute(query.where(column.in_(chunk))):
+                found.add(user_id or member_id)
+    return found
+
+
 def _ids_where(
     conn: sa.Connection, connection: str, table: sa.Table, columns: list[str], values: set[str]
 ) -> set[str]:
@@ -173,6 +185,9 @@ def build_changes(conn: sa.Connection, connection: str, changes: ChangeSet, repo
     """Rebuild every record the changed mirror rows reach (see the module's table)."""
     member_people = _person_keys_of(conn, connection, raw_members, changes["members"])
     payer_people = _person_keys_of(conn, connection, raw_payments, changes["payments"])
+    # A payment shapes its person only without a member email (its customer_email stands in)
+    # or without a member at all (its user does).
+    payer_people -= _people_with_member_email(conn, connection, payer_people)
     report.add("people", *build_people(conn, connection, member_people | payer_people))
     retitled: list[str] = []
     if changes["products"]:

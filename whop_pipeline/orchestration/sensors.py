@@ -5,9 +5,11 @@ Each batch gets a deterministic ``run_key`` built from its rows and their attemp
 that sees the same batch again launches nothing, and a retried row (its attempts changed) comes back
 under a new key. Claiming in the run is atomic, so two runs never apply the same row.
 
-While an inbox run is queued or running, the tick launches nothing: each run costs seconds of
-process start-up and runs share one Twenty budget, so events that arrive meanwhile wait a few
-seconds and go together in the next, larger batch instead of queueing up one small run each.
+Up to ``MAX_RUNS_IN_FLIGHT`` inbox runs go at once: while one applies its batch, the next one's
+process starts (most of a webhook's latency is a run's start-up, not its work). A tick that finds
+runs in flight dispatches only rows no earlier tick dispatched (newer than the cursor) and rows
+coming back for a retry; with none in flight it dispatches every due row, so a batch whose run
+never started is launched again. Claiming in the run is atomic, so two runs never apply one row.
 """
 
 import datetime as dt
@@ -25,23 +27,25 @@ from whop_pipeline.store.resource import PipelineDatabase
 
 BATCH_SIZE = 500
 MAX_RUNS_PER_TICK = 4
+MAX_RUNS_IN_FLIGHT = 2
 # A batch still unclaimed this long after its rows last changed had a run that never started
 # (a crash at launch): the key changes with each such period, so the batch is launched again.
 RELAUNCH_AFTER = dt.timedelta(minutes=10)
 
 
-def _inbox_run_in_progress(context: dg.SensorEvaluationContext, now: dt.datetime) -> bool:
-    """An inbox run started recently and not finished (a run stuck longer does not block)."""
+def _inbox_runs_in_flight(context: dg.SensorEvaluationContext, now: dt.datetime) -> int:
+    """Inbox runs created recently and not finished (a run stuck longer does not count)."""
     runs = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=whop_inbox_job.name, statuses=ACTIVE_RUN_STATUSES), limit=1
+        filters=dg.RunsFilter(job_name=whop_inbox_job.name, statuses=ACTIVE_RUN_STATUSES),
+        limit=MAX_RUNS_IN_FLIGHT + 1,
     )
+    in_flight = 0
     for record in runs:
         created = record.create_timestamp
         if created.tzinfo is None:  # storages differ: some return naive UTC
             created = created.replace(tzinfo=dt.UTC)
-        if now - created < STALE_AFTER:
-            return True
-    return False
+        in_flight += now - created < STALE_AFTER
+    return in_flight
 
 
 def batch_run_key(rows: Sequence[Sequence], now: dt.datetime) -> str:
@@ -62,12 +66,18 @@ def whop_webhook_sensor(
     context: dg.SensorEvaluationContext, pipeline_db: PipelineDatabase
 ) -> dg.SensorResult | dg.SkipReason:
     now = dt.datetime.now(dt.UTC)
-    if _inbox_run_in_progress(context, now):
-        return dg.SkipReason("an inbox run is in progress; new events go in the next batch")
+    in_flight = _inbox_runs_in_flight(context, now)
+    if in_flight >= MAX_RUNS_IN_FLIGHT:
+        return dg.SkipReason(
+            f"{in_flight} inbox runs are in progress; new events go in the next batch"
+        )
+    previous = int(context.cursor) if context.cursor else 0
     with pipeline_db.engine().connect() as conn:
         due = store.due_rows(
             conn, BATCH_SIZE * MAX_RUNS_PER_TICK, connection=pipeline_db.connection_name, now=now
         )
+    if in_flight:  # rows an earlier tick dispatched belong to the run in flight
+        due = [row for row in due if row[0] > previous or row[1] > 0]
     if not due:
         return dg.SkipReason("no webhook events are due")
     requests = []
@@ -82,7 +92,6 @@ def whop_webhook_sensor(
                 tags={INBOX_ROWS_TAG: str(len(rows))},
             )
         )
-    # The cursor records the newest row dispatched so far (shown in the UI); correctness rests on
-    # the inbox's own status columns, not on it.
-    previous = int(context.cursor) if context.cursor else 0
+    # The cursor records the newest row dispatched so far; correctness rests on the inbox's own
+    # status columns and the atomic claim, not on it.
     return dg.SensorResult(run_requests=requests, cursor=str(max(previous, due[-1][0])))

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 
+# Alembic is imported where migrations run, not here: every run process imports this module, and
+# most never migrate (the schema is current), so they skip Alembic's import time.
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The newest migration: a process whose database is at it never imports Alembic (a test checks it
+# matches the migrations' head).
+SCHEMA_REVISION = "0002"
 # Values per IN list (and rows per multi-row statement): SQLite caps bound parameters per statement,
 # and a huge IN list helps no planner.
 IN_CHUNK = 500
@@ -59,7 +60,9 @@ def create_db_engine(url: str) -> sa.Engine:
     return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def _alembic_config(connection: sa.Connection | None = None) -> Config:
+def _alembic_config(connection: sa.Connection | None = None):
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -67,31 +70,46 @@ def _alembic_config(connection: sa.Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Apply pending migrations. Safe to call on every start: a current schema is left alone."""
+    from alembic import command
+
     with engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
 
 
-@functools.cache
+def _stored_revision(engine: sa.Engine) -> str | None:
+    """The schema revision in ``alembic_version``, read with plain SQL (no Alembic import)."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    except sa.exc.DBAPIError:  # no table yet: an empty database
+        return None
+
+
 def _migrated_engine(url: str) -> sa.Engine:
     engine = create_db_engine(url)
-    if current_revision(engine) != head_revision():
+    if _stored_revision(engine) != SCHEMA_REVISION:
         upgrade(engine)
     return engine
 
 
 _ENGINE_LOCK = threading.Lock()
+_ENGINES: dict[str, sa.Engine] = {}
 
 
 def get_engine(url: str) -> sa.Engine:
@@ -99,4 +117,16 @@ def get_engine(url: str) -> sa.Engine:
     first call migrates, and threads starting together (the receiver's writer and its health check,
     a run's steps) must not migrate twice at once."""
     with _ENGINE_LOCK:
-        return _migrated_engine(url)
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = _migrated_engine(url)
+        return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of ``url``'s engine and forget it (a database about to be
+    dropped, or a process done with it)."""
+    with _ENGINE_LOCK:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()

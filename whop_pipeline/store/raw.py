@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,47 +178,6 @@ def read_raw(
             payloads.extend(conn.execute(query.where(table.c.id.in_(chunk))).scalars())
         return payloads
     return list(conn.execute(query.order_by(table.c.created_at, table.c.id)).scalars())
-
-
-def iter_raw(
-    conn: sa.Connection,
-    object_name: str,
-    connection_name: str,
-    *,
-    created_from: dt.datetime,
-    created_to: dt.datetime,
-    chunk: int = 5_000,
-    columns: Sequence[str] | None = None,
-) -> Iterator[list[Any]]:
-    """Rows created in ``[created_from, created_to)``, ``chunk`` at a time, in (created_at, id) order.
-
-    Keyset pages: memory holds one chunk whatever the window's size. With ``columns`` the rows are
-    those columns (no JSON parsed); without, the payloads.
-    """
-    table = RAW_TABLES[object_name]
-    selected = [table.c[name] for name in columns] if columns else [table.c.payload]
-    query = (
-        sa.select(*selected, table.c.created_at, table.c.id)
-        .where(
-            table.c.connection == connection_name,
-            table.c.created_at >= created_from,
-            table.c.created_at < created_to,
-        )
-        .order_by(table.c.created_at, table.c.id)
-        .limit(chunk)
-    )
-    after: tuple[dt.datetime, str] | None = None
-    while True:
-        page_query = query
-        if after is not None:
-            page_query = query.where(sa.tuple_(table.c.created_at, table.c.id) > after)
-        rows = conn.execute(page_query).all()
-        if not rows:
-            return
-        after = (rows[-1].created_at, rows[-1].id)
-        yield [row[0] for row in rows] if not columns else [row[: len(columns)] for row in rows]
-        if len(rows) < chunk:
-            return
 
 
 def count_raw(conn: sa.Connection, object_name: str, connection_name: str) -> int:

@@ -128,19 +128,3 @@ def resolve_errors(
             )
             .values(resolved_at=now)
         )
-
-
-def open_errors(conn: sa.Connection, connection: str, object_name: str) -> list[sa.Row]:
-    """Unresolved errors of one object: their stored source rows are retried by the next load."""
-    return conn.execute(
-        sa.select(
-            sync_errors.c.source_key,
-            sync_errors.c.error,
-            sync_errors.c.payload,
-            sync_errors.c.attempts,
-        ).where(
-            sync_errors.c.connection == connection,
-            sync_errors.c.object_name == object_name,
-            sync_errors.c.resolved_at.is_(None),
-        )
-    ).all()

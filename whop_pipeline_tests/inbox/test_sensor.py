@@ -25,12 +25,12 @@ pytestmark = pytest.mark.dagster
 
 def evaluate(db_url, cursor=None, connection="default", instance=None):
     def run(instance):
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=instance,
             cursor=cursor,
             resources={"pipeline_db": PipelineDatabase(url=db_url, connection_name=connection)},
-        )
-        return whop_webhook_sensor(context)
+        ) as context:
+            return whop_webhook_sensor(context)
 
     if instance is not None:
         return run(instance)
@@ -113,15 +113,41 @@ def test_an_unclaimed_batch_is_relaunched_after_a_while():
     assert fresh != batch_run_key([(1, 1, changed), (2, 0, changed)], changed)
 
 
-def test_nothing_is_launched_while_an_inbox_run_is_in_progress(sqlite_url):
+def test_a_second_run_starts_while_one_is_in_flight_with_only_the_new_rows(sqlite_url):
+    """One run in flight: the tick dispatches only rows no tick dispatched before, so the next run's
+    start-up overlaps the running one. Two in flight: it waits. None: every due row again."""
     engine = get_engine(sqlite_url)
     add(engine, 2)
     with dg.instance_for_test() as instance:
-        run = dg.DagsterRun(
-            job_name="whop_inbox_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
+        first = evaluate(sqlite_url, instance=instance)
+        assert len(ids_of(first.run_requests[0])) == 2
+        running = [
+            dg.DagsterRun(
+                job_name="whop_inbox_job",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.STARTED,
+            )
+            for _ in range(2)
+        ]
+        instance.add_run(running[0])
+        assert isinstance(
+            evaluate(sqlite_url, cursor=first.cursor, instance=instance), dg.SkipReason
         )
-        instance.add_run(run)
-        waiting = evaluate(sqlite_url, instance=instance)
+        add(engine, 1)
+        second = evaluate(sqlite_url, cursor=first.cursor, instance=instance)
+        assert len(ids_of(second.run_requests[0])) == 1  # only the new row
+        instance.add_run(running[1])
+        add(engine, 1)
+        waiting = evaluate(sqlite_url, cursor=second.cursor, instance=instance)
         assert isinstance(waiting, dg.SkipReason) and "in progress" in waiting.skip_message
-        instance.report_run_failed(run)
-        assert len(evaluate(sqlite_url, instance=instance).run_requests) == 1
+        for run in running:
+            instance.report_run_failed(run)
+        # Nothing in flight: every due row (4, none claimed here) goes in one batch.
+        assert (
+            len(
+                ids_of(
+                    evaluate(sqlite_url, cursor=second.cursor, instance=instance).run_requests[0]
+                )
+            )
+            == 4
+        )

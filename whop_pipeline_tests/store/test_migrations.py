@@ -7,7 +7,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from whop_pipeline.store.database import create_db_engine, current_revision, head_revision, upgrade
+from whop_pipeline.store.database import (
+    SCHEMA_REVISION,
+    create_db_engine,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from whop_pipeline.store.tables import metadata
 
 GENERIC_TYPES = {
@@ -100,3 +106,7 @@ def test_every_table_carries_the_connection(db_url):
         if table != "alembic_version":
             names = {c["name"] for c in inspector.get_columns(table)}
             assert "connection" in names, table
+
+
+def test_the_schema_revision_constant_is_the_migrations_head():
+    assert head_revision() == SCHEMA_REVISION

@@ -11,7 +11,6 @@ from whop_pipeline.store.raw import (
     RawRecord,
     content_hash,
     count_raw,
-    iter_raw,
     read_raw,
     upsert_raw,
 )
@@ -88,30 +87,6 @@ def test_read_by_window_and_ids(db_url):
         assert {p["id"] for p in read_raw(conn, "payments", "default", ids=["pay_4", "x"])} == {
             "pay_4"
         }
-
-
-@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 100])
-def test_iter_raw_pages_every_row_once_in_order_even_when_created_at_ties(db_url, chunk):
-    # Three rows share each created_at, so a page boundary falls inside a tie for most chunk sizes:
-    # the keyset must continue on (created_at, id), not created_at alone.
-    records = [
-        RawRecord(f"pay_{i:02d}", T0 + dt.timedelta(hours=i // 3), T0, {"id": f"pay_{i:02d}"})
-        for i in range(12)
-    ]
-    records.append(RawRecord("pay_late", T0 + dt.timedelta(days=9), T0, {"id": "pay_late"}))
-    first_day = {"created_from": T0, "created_to": T0 + dt.timedelta(days=1)}
-    with get_engine(db_url).begin() as conn:
-        upsert_raw(conn, "payments", "default", records)
-        pages = list(iter_raw(conn, "payments", "default", chunk=chunk, **first_day))
-        columns = next(
-            iter_raw(conn, "payments", "default", columns=("id", "created_at"), **first_day)
-        )
-
-    ids = [payload["id"] for page in pages for payload in page]
-    assert ids == [f"pay_{i:02d}" for i in range(12)]
-    assert all(len(page) <= chunk for page in pages)
-    assert len(pages) == -(-12 // chunk)
-    assert [row[0] for row in columns] == ids
 
 
 def test_naive_datetimes_are_refused(sqlite_url):

@@ -340,6 +340,8 @@ class WebhookDispatcher:
         ok = record["status"] is not None and 200 <= record["status"] < 300
         retry = not ok and delivery.attempt <= len(self.retry_delays)
         record["delivered"], record["will_retry"] = ok, retry
+        # When the next attempt is due, in seconds (Whop's schedule: docs/whop-api.md#delivery-and-retries).
+        record["retry_in"] = self.retry_delays[delivery.attempt - 1] if retry else None
         with self._cond:
             self._attempts.append(record)
             if retry and not self._closed:
