@@ -139,7 +139,10 @@ def record_changes(
 
 
 def queue_everything(conn: sa.Connection, connection_name: str) -> int:
-    """Queue every mirror row of the connection (a rebuild of all CRM records), in SQL."""
+    """Queue every mirror row of the connection (a rebuild of all CRM records), in SQL, replacing
+    what was queued: each row once. A write committed after this replaces the queue keeps its own
+    change row, so nothing is lost."""
+    conn.execute(sa.delete(mirror_changes).where(mirror_changes.c.connection == connection_name))
     queued = 0
     for object_name, table in RAW_TABLES.items():
         queued += conn.execute(

@@ -19,7 +19,7 @@ from whop_pipeline.twenty.upserter import LoadCounts, TwentyUpserter, synced_ids
 
 # Records read, prepared and sent at a time: memory holds one chunk, not the object. A multiple of
 # the batch maximum, so chunk boundaries cost no extra call.
-LOAD_CHUNK = 10_000
+LOAD_CHUNK = 5_000
 # Twenty's singular object names, for the workspace's unique fields.
 SINGULAR = {
     "people": "person",

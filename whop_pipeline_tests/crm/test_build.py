@@ -24,7 +24,7 @@ NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 TABLES = {"members": "members", "products": "products", "variants": "plans"}
 
 
-def mirror(engine: sa.Engine, size: str = "tiny", seed: int = 0):
+def mirror(engine: sa.Engine, size: str = "tiny", seed: int = 0, connection: str = C):
     """The dataset's objects in the mirror, as the extract writes them (each write queued)."""
     data = generate_dataset(size, seed=seed, start_date=START, now=NOW)
     with engine.begin() as conn:
@@ -33,7 +33,7 @@ def mirror(engine: sa.Engine, size: str = "tiny", seed: int = 0):
             models = [parse_object(RESOURCES[resource], o, kind) for o in data.rendered(kind)]
             for start in range(0, len(models), 500):
                 records = [to_raw_record(m, NOW) for m in models[start : start + 500]]
-                upsert_raw(conn, kind, C, records)
+                upsert_raw(conn, kind, connection, records)
     return data
 
 
@@ -69,6 +69,10 @@ def test_the_queue_builds_every_object_once(engine):
     targets = sum(1 + bool(p["membership_id"]) for p in data.rendered("payments"))
     assert len(records(engine, "noteTargets")) == targets
     assert all(r.load_pending for r in records(engine, "people").values())
+    # Each record built once: the extract's queued writes and the first build's queue-everything
+    # are one queue, and a new product does not rebuild notes that do not exist yet.
+    for name in ("whopProducts", "opportunities", "notes", "noteTargets"):
+        assert first.rebuilt_count[name] == len(records(engine, name)), name
     with engine.connect() as conn:
         assert store.queued_changes(conn, C) == 0
 
@@ -199,3 +203,27 @@ def test_a_one_event_batch_reads_the_same_whatever_the_account_size(tmp_path, mo
     small_reads = _reads_for_one_change(small, "small", monkeypatch)
     assert tiny_reads[1] <= 2 and small_reads[1] <= 2  # the membership and its member
     assert tiny_reads == small_reads
+
+
+def test_a_connection_builds_only_its_own_queue_and_records(engine):
+    """Isolation: building one connection neither consumes nor writes another's rows."""
+    mirror(engine)
+    mirror(engine, seed=1, connection="other")
+    with engine.connect() as conn:
+        queued_other = store.queued_changes(conn, "other")
+    build.build_queued(engine, C)
+    with engine.connect() as conn:
+        assert store.queued_changes(conn, "other") == queued_other > 0
+        assert store.count_records(conn, "other", "people") == 0
+        assert store.built_version(conn, "other") is None
+    build.build_queued(engine, "other")
+    with engine.connect() as conn:
+        own = {
+            r.record_key
+            for r in conn.execute(
+                sa.select(crm_records.c.record_key).where(
+                    crm_records.c.connection == "other", crm_records.c.object_name == "notes"
+                )
+            )
+        }
+    assert own and not own & set(records(engine, "notes"))  # other dataset, other keys
