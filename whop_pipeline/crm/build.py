@@ -224,9 +224,11 @@ def build_changes(conn: sa.Connection, connection: str, changes: ChangeSet, repo
     payments = set(changes["payments"])
     if retitled:  # a product whose record changed (its title) reaches its payments' built notes
         payments |= _built_notes_of_products(conn, connection, set(retitled))
-    for start in range(0, len(payments), CHANGE_CHUNK):
-        part = set(sorted(payments)[start : start + CHANGE_CHUNK])
-        notes, targets = build_payments(conn, connection, part)
+    ordered = sorted(payments)
+    for start in range(0, len(ordered), CHANGE_CHUNK):
+        notes, targets = build_payments(
+            conn, connection, set(ordered[start : start + CHANGE_CHUNK])
+        )
         report.add("notes", *notes)
         report.add("noteTargets", *targets)
 

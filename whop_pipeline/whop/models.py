@@ -1,4 +1,4 @@
-"""Typed Whop API v1 objects (reference: shared/reference/whop-api.md §3).
+"""Typed Whop API v1 objects (docs/whop-api.md#members, #memberships, #payments, #products-and-plans).
 
 Only the fields the pipeline reads are declared; every other field is kept (``extra="allow"``) so the
 raw mirror stores the object whole. Enums are plain strings: an unknown status passes through instead

@@ -1,4 +1,4 @@
-"""Pure mapping rules (DESIGN §3), one parametrized table per rule."""
+"""Pure mapping rules (README.md#the-mapping), one parametrized table per rule."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from whop_pipeline.inbox.events import (
 
 pytestmark = pytest.mark.unit
 
-# Reference §8.1, trimmed to the fields the inbox reads plus a few it keeps untouched.
+# A v1 membership.updated envelope (docs/whop-api.md#envelope), trimmed to the fields the inbox
+# reads plus a few it keeps untouched.
 MEMBERSHIP_UPDATED: dict[str, Any] = {
     "id": "msg_2nQk8ZrT5vLw1XyBcD",
     "type": "membership.updated",

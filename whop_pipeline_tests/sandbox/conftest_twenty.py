@@ -30,7 +30,8 @@ class TwentyTestClient(httpx.Client):
         return next(item["id"] for item in objects if item["nameSingular"] == object_singular)
 
     def field_id(self, object_singular: str, field_name: str) -> str:
-        """Looks a field up through the metadata API, as the pipeline does (§9.1)."""
+        """Looks a field up through the metadata API, as the pipeline does
+        (docs/twenty-api.md#metadata-api)."""
         objects = self.get("/rest/metadata/objects").json()["data"]["objects"]
         obj = next(item for item in objects if item["nameSingular"] == object_singular)
         return next(field["id"] for field in obj["fields"] if field["name"] == field_name)
@@ -49,7 +50,8 @@ class TwentyTestClient(httpx.Client):
 
     @staticmethod
     def messages(response: httpx.Response) -> list[str]:
-        """The ``messages`` of a Twenty error body, after checking the body's shape (§2.4)."""
+        """The ``messages`` of a Twenty error body, after checking the body's shape
+        (docs/twenty-api.md#error-bodies)."""
         body = response.json()
         assert set(body) == {"statusCode", "error", "messages"}, body
         assert body["statusCode"] == response.status_code

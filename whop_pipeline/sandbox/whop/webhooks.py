@@ -26,13 +26,13 @@ Event mapping (one message per event, each with its own ``msg_`` id, delivered i
   send nothing (``dispute.*`` is not emulated), nor does any other change: v1 has no
   ``payment.updated``.
 
-Envelope (reference §5.2): ``id`` (= ``webhook-id``), ``type``, ``api_version: "v1"``,
+Envelope (docs/whop-api.md#envelope): ``id`` (= ``webhook-id``), ``type``, ``api_version: "v1"``,
 ``api_version_date``, ``account_id``, ``timestamp`` (ISO, first send), ``data`` (the object exactly as
 ``GET /<resource>/{id}`` renders it), ``previous_attributes`` on ``*.updated`` (changed fields except
-``updated_at``). Signature (§5.3): Standard Webhooks headers; the HMAC-SHA256 key is the raw UTF-8
-bytes of the whole secret, prefix included. Every attempt is re-signed with a fresh
-``webhook-timestamp`` (the body and ``webhook-id`` stay the same), so a late retry still verifies
-within the five-minute tolerance.
+``updated_at``). Signature (docs/whop-api.md#signatures): Standard Webhooks headers; the
+HMAC-SHA256 key is the raw UTF-8 bytes of the whole secret, prefix included. Every attempt is
+re-signed with a fresh ``webhook-timestamp`` (the body and ``webhook-id`` stay the same), so a late
+retry still verifies within the five-minute tolerance.
 
 Delivery is asynchronous on one background thread: a non-2xx answer or a connection error is retried
 after each of ``retry_delays`` in turn (default 10, 20, 40 s), then dropped. Every attempt is logged.
