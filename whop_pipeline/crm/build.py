@@ -39,6 +39,8 @@ OBJECTS = ("people", "whopProducts", "opportunities", "notes", "noteTargets")
 # payments is the transform's peak memory (and Python keeps its high-water mark): 2,500 keeps the
 # whole sync's peak flat and far below 300 MB on an account of any size.
 CHANGE_CHUNK = 2_500
+# A build this large changed the tables' sizes enough to refresh the planner's statistics.
+ANALYZE_AFTER = 10_000
 
 
 @dataclass
@@ -253,6 +255,8 @@ def build_queued(
         with engine.begin() as conn:
             rows = store.next_changes(conn, connection, CHANGE_CHUNK)
             if not rows:
+                if report.changes_consumed >= ANALYZE_AFTER:
+                    store.analyze(conn)
                 return report
             changes = ChangeSet()
             for _id, object_name, object_id in rows:

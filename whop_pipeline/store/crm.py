@@ -162,8 +162,11 @@ def iter_candidates(
     keys: Collection[str] | None = None,
     chunk: int = 10_000,
 ) -> Iterator[list[LoadCandidate]]:
-    """The records to send, ``chunk`` at a time in key order (keyset pages: the loader writes
-    ``sync_state`` between pages, and memory holds one page). ``keys`` narrows to those records."""
+    """The records to send, in key order, a page of at most ``chunk`` records of the object at a
+    time (keyset pages: the loader writes ``sync_state`` between pages, and memory holds one page).
+    Each page is a key range first, then the diff inside it, so every query joins at most
+    ``chunk`` records whatever the planner thinks of the tables' sizes. ``keys`` narrows to those
+    records."""
     query = _candidates_query(connection, object_name, full=full)
     if keys is not None:
         for key_chunk in in_chunks(sorted(set(keys)), size=min(chunk, 500)):
@@ -172,19 +175,36 @@ def iter_candidates(
             if rows:
                 yield [LoadCandidate(*row) for row in rows]
         return
+    page_keys = sa.select(crm_records.c.record_key).where(_scope(connection, object_name))
+    if not full:
+        page_keys = page_keys.where(crm_records.c.load_pending.is_(True))
+    page_keys = page_keys.order_by(crm_records.c.record_key).limit(chunk)
     after: str | None = None
     while True:
-        page = query.limit(chunk)
-        if after is not None:
-            page = page.where(crm_records.c.record_key > after)
         with engine.connect() as conn:
-            rows = conn.execute(page).all()
-        if not rows:
+            bounded = (
+                page_keys if after is None else page_keys.where(crm_records.c.record_key > after)
+            )
+            range_keys = conn.execute(bounded).scalars().all()
+            if not range_keys:
+                return
+            in_range = query.where(crm_records.c.record_key <= range_keys[-1])
+            if after is not None:
+                in_range = in_range.where(crm_records.c.record_key > after)
+            rows = conn.execute(in_range).all()
+        if rows:
+            yield [LoadCandidate(*row) for row in rows]
+        after = range_keys[-1]
+        if len(range_keys) < chunk:
             return
-        yield [LoadCandidate(*row) for row in rows]
-        after = rows[-1].record_key
-        if len(rows) < chunk:
-            return
+
+
+def analyze(conn: sa.Connection) -> None:
+    """Refresh the planner's statistics after a bulk change (Postgres; SQLite plans by its
+    indexes): a table that grew from empty to hundreds of thousands of rows in one run would
+    otherwise be joined as if it were still empty."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ANALYZE crm_records, sync_state, mirror_changes"))
 
 
 def mark_loaded(

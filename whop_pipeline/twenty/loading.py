@@ -104,6 +104,8 @@ class TwentyLoad:
         counts = upserter.counts
         if not self.dry_run:
             with self.engine.begin() as conn:
+                if full:  # sync_state grew by the objects loaded before this one
+                    crm.analyze(conn)
                 settled = crm.settle_pending(conn, self.connection, object_name)
             counts.unchanged += 0 if full else settled
         considered = 0
