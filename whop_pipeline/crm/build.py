@@ -27,7 +27,7 @@ from whop_pipeline.crm import frames
 from whop_pipeline.crm import records as crm_rows
 from whop_pipeline.crm.mapping import member_person_key
 from whop_pipeline.store import crm as store
-from whop_pipeline.store.database import in_chunks
+from whop_pipeline.store.database import ANALYZE_AFTER_ROWS, analyze, in_chunks
 from whop_pipeline.store.raw import queue_everything, read_raw
 from whop_pipeline.store.tables import crm_records, raw_members, raw_payments
 
@@ -39,8 +39,6 @@ OBJECTS = ("people", "whopProducts", "opportunities", "notes", "noteTargets")
 # payments is the transform's peak memory (and Python keeps its high-water mark): 2,500 keeps the
 # whole sync's peak flat and far below 300 MB on an account of any size.
 CHANGE_CHUNK = 2_500
-# A build this large changed the tables' sizes enough to refresh the planner's statistics.
-ANALYZE_AFTER = 10_000
 
 
 @dataclass
@@ -255,8 +253,8 @@ def build_queued(
         with engine.begin() as conn:
             rows = store.next_changes(conn, connection, CHANGE_CHUNK)
             if not rows:
-                if report.changes_consumed >= ANALYZE_AFTER:
-                    store.analyze(conn)
+                if report.changes_consumed >= ANALYZE_AFTER_ROWS:
+                    analyze(conn, "crm_records", "mirror_changes")
                 return report
             changes = ChangeSet()
             for _id, object_name, object_id in rows:

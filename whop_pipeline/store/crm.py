@@ -199,14 +199,6 @@ def iter_candidates(
             return
 
 
-def analyze(conn: sa.Connection) -> None:
-    """Refresh the planner's statistics after a bulk change (Postgres; SQLite plans by its
-    indexes): a table that grew from empty to hundreds of thousands of rows in one run would
-    otherwise be joined as if it were still empty."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("ANALYZE crm_records, sync_state, mirror_changes"))
-
-
 def mark_loaded(
     conn: sa.Connection, connection: str, object_name: str, loaded: Sequence[tuple[str, str]]
 ) -> None:

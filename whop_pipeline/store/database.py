@@ -38,6 +38,18 @@ def upsert_statement(conn: sa.Connection, table: sa.Table):
     raise NotImplementedError(f"the pipeline database supports SQLite and Postgres, not {dialect}")
 
 
+# Rows a bulk write must add before the planner's statistics are refreshed (see ``analyze``).
+ANALYZE_AFTER_ROWS = 1_000
+
+
+def analyze(conn: sa.Connection, *tables: str) -> None:
+    """Refresh Postgres's planner statistics for ``tables`` after a bulk write (SQLite plans by
+    its indexes). A table that grew from empty to thousands of rows in one run is otherwise joined
+    as if still empty: a membership check went from 0.2 s to 18.5 s that way on 25,000 rows."""
+    if conn.dialect.name == "postgresql" and tables:
+        conn.execute(sa.text(f"ANALYZE {', '.join(tables)}"))
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the webhook receiver write while a run reads; FULL fsyncs every commit, because a

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from whop_pipeline.crm.build import OBJECTS
 from whop_pipeline.store import crm
+from whop_pipeline.store.database import analyze
 from whop_pipeline.twenty import records
 from whop_pipeline.twenty.client import TwentyClient
 from whop_pipeline.twenty.models import Capabilities
@@ -105,7 +106,7 @@ class TwentyLoad:
         if not self.dry_run:
             with self.engine.begin() as conn:
                 if full:  # sync_state grew by the objects loaded before this one
-                    crm.analyze(conn)
+                    analyze(conn, "crm_records", "sync_state")
                 settled = crm.settle_pending(conn, self.connection, object_name)
             counts.unchanged += 0 if full else settled
         considered = 0

@@ -10,8 +10,10 @@ import dagster as dg
 
 from whop_pipeline.orchestration.partitions import DAILY, partition_window
 from whop_pipeline.orchestration.tags import WHOP_POOL, SyncMode
+from whop_pipeline.store.database import ANALYZE_AFTER_ROWS, analyze
 from whop_pipeline.store.raw import count_raw, newest_member
 from whop_pipeline.store.resource import PipelineDatabase
+from whop_pipeline.store.tables import RAW_TABLES
 from whop_pipeline.whop.client import WhopClient
 from whop_pipeline.whop.mirror import ExtractStats, copy_listing, copy_objects, members_to_fetch
 from whop_pipeline.whop.resource import WhopResource
@@ -76,7 +78,9 @@ def _extract(
                 created_before=created_before,
                 progress=_progress(context, resource),
             )
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            grown = [t for t, st in stats.items() if st.counts.inserted >= ANALYZE_AFTER_ROWS]
+            analyze(conn, *(RAW_TABLES[t].name for t in grown))
             mirror_rows = count_raw(conn, listings[0][1], pipeline_db.connection_name)
     metadata = _metadata(stats, client, mirror_rows)
     context.log.info(f"{listings[0][1]}: {metadata}")
@@ -139,7 +143,9 @@ def whop_members(
         if needed:
             context.log.info(f"reading {len(needed)} members that new memberships or payments need")
         stats["referenced"] = copy_objects(client, engine, "members", needed, connection)
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            if stats["members"].counts.inserted >= ANALYZE_AFTER_ROWS:
+                analyze(conn, "raw_members")
             mirror_rows = count_raw(conn, "members", connection)
     metadata = _metadata(stats, client, mirror_rows)
     metadata["mode"] = "new members since the newest in the mirror" if newest else "full scan"
