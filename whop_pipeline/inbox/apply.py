@@ -105,7 +105,7 @@ def apply_events(
                     model = parse_object(model_type, data, f"{row.event_type} {row.webhook_id}")
                     _write(conn, connection, table, model, seen, affected)
                 elif row.object_type in PAYMENT_REFERENCES and _referenced_payment(data):
-                    payment = _fetch(whop, "payments", _referenced_payment(data))
+                    payment = whop.retrieve_if_exists("payments", _referenced_payment(data))
                     if payment is None:
                         affected.ignored.append(row.id)
                         continue
@@ -130,23 +130,13 @@ def _complete_links(
     payments = read_raw(conn, "payments", connection, ids=sorted(affected.ids.get("payments", ())))
     membership_ids = (p.get("membership_id") for p in payments)
     for membership_id in _missing(conn, connection, "memberships", membership_ids):
-        if (membership := _fetch(whop, "memberships", membership_id)) is not None:
+        if (membership := whop.retrieve_if_exists("memberships", membership_id)) is not None:
             _write(conn, connection, "memberships", membership, now, affected)
             affected.fetched += 1
     touched = sorted(affected.ids.get("memberships", ()))
     memberships = read_raw(conn, "memberships", connection, ids=touched)
     member_ids = [m.get("member_id") for m in memberships] + [p.get("member_id") for p in payments]
     for member_id in _missing(conn, connection, "members", member_ids):
-        if (member := _fetch(whop, "members", member_id)) is not None:
+        if (member := whop.retrieve_if_exists("members", member_id)) is not None:
             _write(conn, connection, "members", member, now, affected)
             affected.fetched += 1
-
-
-def _fetch(whop: WhopClient, resource: str, object_id: str) -> WhopModel | None:
-    """Read one object; None when Whop no longer knows it (the link then stays empty)."""
-    try:
-        return whop.retrieve(resource, object_id)
-    except WhopApiError as exc:
-        if exc.status == 404:
-            return None
-        raise

@@ -177,3 +177,12 @@ class WhopClient:
         model = RESOURCES[resource]
         raw = self._get(f"{resource}/{object_id}", [])
         return parse_object(model, raw, f"GET /{resource}/{object_id}")
+
+    def retrieve_if_exists(self, resource: str, object_id: str) -> WhopModel | None:
+        """``retrieve``, or None when Whop no longer knows the object (404)."""
+        try:
+            return self.retrieve(resource, object_id)
+        except WhopApiError as exc:
+            if exc.status == 404:
+                return None
+            raise

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from whop_pipeline.store.database import in_chunks
 from whop_pipeline.store.raw import RawRecord, UpsertCounts, read_raw, upsert_raw
 from whop_pipeline.store.tables import mirror_changes, raw_members, raw_memberships, raw_payments
-from whop_pipeline.whop.client import WhopApiError, WhopClient
+from whop_pipeline.whop.client import WhopClient
 from whop_pipeline.whop.models import Member, Membership, Payment, Plan, Product, WhopModel
 
 
@@ -94,12 +94,9 @@ def copy_objects(
     knows (404) is skipped."""
     stats = ExtractStats()
     for object_id in ids:
-        try:
-            model = client.retrieve(resource, object_id)
-        except WhopApiError as exc:
-            if exc.status == 404:
-                continue
-            raise
+        model = client.retrieve_if_exists(resource, object_id)
+        if model is None:
+            continue
         observed_at = dt.datetime.now(dt.UTC)
         with engine.begin() as conn:
             stats.counts.add(
