@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # Run in this order; benchmarks other people add (bench_*.py) follow, alphabetically.
-ORDER = ("sandbox_dataset", "extract", "load", "receiver", "webhook_latency")
+ORDER = ("sandbox_dataset", "extract", "load", "receiver", "webhook_latency", "connections")
 
 
 def available() -> list[str]:

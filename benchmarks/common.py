@@ -655,3 +655,35 @@ def read_window(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.fromisoformat(first).replace(tzinfo=dt.UTC)
     end = dt.datetime.fromisoformat(last).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
     return start - WINDOW_OVERLAP, end + WINDOW_OVERLAP
+
+
+@contextlib.contextmanager
+def scratch_dagster_database(admin_url: str, keep: bool = False) -> Iterator[dict[str, str]]:
+    """A new, empty Postgres database on ``admin_url``'s server for a Dagster instance configured by
+    ``deploy/dagster.postgres.yaml``: yields the ``DAGSTER_PG_*`` variables that name it. A database
+    rather than a schema because that file (production's) takes a database name, not a search path.
+    Dropped afterwards (its remaining connections forced off) unless ``keep``."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    url = sa.make_url(admin_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(f"--dagster-db-url must be a Postgres URL, not {admin_url!r}")
+    database = f"bench_dagster_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    try:
+        yield {
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(url.port or 5432),
+            "DAGSTER_PG_USERNAME": url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": url.password or "",
+            "DAGSTER_PG_DB": database,
+        }
+    finally:
+        if not keep:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()

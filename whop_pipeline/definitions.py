@@ -2,7 +2,8 @@
 in-process executor.
 
 Steps here wait on HTTP, not CPU, so one process runs a whole run (no per-step process start-up);
-pools and the clients' own rate limiters keep the APIs within their limits.
+one run per connection at a time (dagster.yaml) and the clients' own rate limiters keep each
+connection's Whop key and Twenty workspace within their limits.
 """
 
 import dagster as dg

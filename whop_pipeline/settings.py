@@ -19,6 +19,9 @@ DEFAULT_DB_URL = f"sqlite:///{DATA_DIR / 'whop_pipeline.db'}"
 DEFAULT_WHOP_API_BASE_URL = "https://api.whop.com/api/v1"
 DEFAULT_START_DATE = dt.date(2025, 1, 1)
 DEFAULT_CONNECTION = "default"
+# The run tag that names a run's connection: resources resolve credentials from it, the queued run
+# coordinator limits runs per value, and the UI filters a connection's history by it.
+CONNECTION_TAG = "whop/connection"
 
 
 class SettingsError(RuntimeError):
@@ -58,12 +61,24 @@ ENV_VARS: tuple[EnvVarSpec, ...] = (
     ),
     EnvVarSpec(
         name="WHOP_PIPELINE_CONNECTION",
-        description="Name of the connection these variables describe",
+        description="Name of the connection these variables describe (the environment one)",
         default=DEFAULT_CONNECTION,
     ),
     EnvVarSpec(
+        name="WHOP_PIPELINE_ENCRYPTION_KEYS",
+        description="Comma-separated Fernet keys for stored connection secrets; the first "
+        "encrypts, all decrypt (`whop-pipeline connections generate-key`)",
+        secret=True,
+    ),
+    EnvVarSpec(
+        name="WHOP_PIPELINE_SECRET_CACHE_SECONDS",
+        description="Seconds the webhook receiver reuses a connection's secret from the table",
+        default="5",
+    ),
+    EnvVarSpec(
         name="WHOP_PIPELINE_CONNECTIONS_FILE",
-        description="JSON file naming several connections' webhook secret variables (receiver)",
+        description="Deprecated: JSON file of webhook secret variables per connection; "
+        "use `whop-pipeline connections add`",
     ),
     EnvVarSpec(
         name="WHOP_SYNC_START_DATE",
@@ -103,6 +118,17 @@ class ConnectionSettings(BaseModel):
     whop_max_requests_per_second: float = Field(default=10.0, gt=0)
     twenty_max_calls_per_minute: float = Field(default=100.0, gt=0)
     twenty_batch_size: int = Field(default=200, ge=1, le=1000)
+    # Where the credentials came from, for messages that say what to fix: "environment" (the
+    # variables above) or "table" (`whop-pipeline connections`).
+    source: str = "environment"
+
+    def setting(self, field: str) -> str:
+        """How the operator names a setting of this connection."""
+        if self.source == "environment":
+            return ENV_NAMES.get(field, field)
+        if self.source == "arguments":
+            return OPTION_NAMES.get(field, field)
+        return f"{field} of connection {self.name!r}"
 
     @field_validator("whop_api_base_url", "twenty_api_url")
     @classmethod
@@ -119,7 +145,7 @@ class PipelineSettings(BaseModel):
 
 
 # Field name -> environment variable, for error messages that name what the user must set.
-_FIELD_TO_ENV = {
+ENV_NAMES = {
     "name": "WHOP_PIPELINE_CONNECTION",
     "whop_api_key": "WHOP_API_KEY",
     "whop_account_id": "WHOP_ACCOUNT_ID",
@@ -135,11 +161,21 @@ _FIELD_TO_ENV = {
 }
 
 
+# Field name -> `connections add` option, for the checks made before a connection is saved.
+OPTION_NAMES = {
+    "whop_api_key": "--whop-api-key-env",
+    "whop_account_id": "--whop-account",
+    "whop_api_base_url": "--whop-api-base-url",
+    "twenty_api_url": "--twenty-url",
+    "twenty_api_key": "--twenty-api-key-env",
+}
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = next((str(p) for p in reversed(item["loc"]) if str(p) in _FIELD_TO_ENV), None)
-        env = _FIELD_TO_ENV.get(field or "", ".".join(str(p) for p in item["loc"]))
+        field = next((str(p) for p in reversed(item["loc"]) if str(p) in ENV_NAMES), None)
+        env = ENV_NAMES.get(field or "", ".".join(str(p) for p in item["loc"]))
         # Never echo the input: it may be a secret.
         reason = "is not set" if item["type"] == "missing" else f"is invalid ({item['msg']})"
         lines.append(f"{env} {reason}")
@@ -169,7 +205,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PipelineSettings:
     env = os.environ if environ is None else environ
     raw_connection = {
         field: env[var]
-        for field, var in _FIELD_TO_ENV.items()
+        for field, var in ENV_NAMES.items()
         if var in env and env[var] != "" and field not in ("db_url", "start_date")
     }
     problems: list[str] = []
@@ -188,3 +224,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PipelineSettings:
     return PipelineSettings(
         db_url=db_url_from_env(env), start_date=start_date, connection=connection
     )
+
+
+_LIMIT_FIELDS = ("whop_max_requests_per_second", "twenty_max_calls_per_minute", "twenty_batch_size")
+
+
+def load_limits(environ: Mapping[str, str] | None = None) -> dict[str, float | int]:
+    """The client limits every connection shares (each connection gets its own limiter)."""
+    env = os.environ if environ is None else environ
+    values = {f: env[ENV_NAMES[f]] for f in _LIMIT_FIELDS if env.get(ENV_NAMES[f])}
+    defaults = ConnectionSettings.model_fields
+    try:
+        return {
+            f: type(defaults[f].default)(values[f]) if f in values else defaults[f].default
+            for f in _LIMIT_FIELDS
+        }
+    except ValueError as exc:
+        raise SettingsError(f"a client limit variable is invalid: {exc}") from None

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
+from whop_pipeline.lib.secrets import KEYS_VAR
 from whop_pipeline_tests.postgres import scratch_schema
 
 # The daily partitions start a few weeks back: Dagster records an event per partition, and two years
@@ -93,3 +95,11 @@ def sqlite_pipeline(sandbox, sqlite_url):
     from whop_pipeline_tests.pipeline import Pipeline
 
     return Pipeline(sandbox, sqlite_url)
+
+
+@pytest.fixture
+def encryption_key(monkeypatch) -> str:
+    """A fresh Fernet key in WHOP_PIPELINE_ENCRYPTION_KEYS, for tests that store connections."""
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv(KEYS_VAR, key)
+    return key

@@ -100,3 +100,33 @@ def crm_by_source(dump: dict) -> dict[str, Any]:
         "targets": dict(targets),
         "products": {p["whopProductId"]: p["name"] for p in live_records(dump, "whopProducts")},
     }
+
+
+def assert_workspace_holds_exactly(dump: dict, data) -> None:
+    """The independent expected-state check: a workspace holds exactly what ``data`` (one Whop
+    account's dataset) implies: its people, opportunities, notes, targets and products, each once,
+    and nothing else."""
+    people = expected_people(data)
+    live_people = live_records(dump, "people")
+    assert {p["whopUserId"] for p in live_people} == set(people)
+    assert len(live_people) == len(people)
+    memberships = {m["id"] for m in data.rendered("memberships")}
+    opps = live_records(dump, "opportunities")
+    assert {o["whopMembershipId"] for o in opps} == memberships and len(opps) == len(memberships)
+    payments = {p["id"]: p for p in data.rendered("payments")}
+    notes = live_records(dump, "notes")
+    assert {n["whopPaymentId"] for n in notes} == set(payments) and len(notes) == len(payments)
+    expected_targets = {
+        (pid, "person", payment_person(p)) for pid, p in payments.items() if payment_person(p)
+    } | {
+        (pid, "opportunity", p["membership_id"])
+        for pid, p in payments.items()
+        if p["membership_id"]
+    }
+    targets = crm_by_source(dump)["targets"]
+    assert {(pid, kind, key) for pid, links in targets.items() for kind, key in links} == (
+        expected_targets
+    )
+    assert len(live_records(dump, "noteTargets")) == len(expected_targets)
+    products = {p["id"] for p in data.rendered("products")}
+    assert {p["whopProductId"] for p in live_records(dump, "whopProducts")} == products

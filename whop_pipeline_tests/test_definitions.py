@@ -47,7 +47,11 @@ def test_asset_checks(definitions):
         "whop_member_emails_present",
         "whop_membership_members_present",
         "whop_webhook_inbox_has_no_dead_events",
+        "connections_fresh",
     }
+    # Freshness covers every connection: its sensor evaluates it, never a connection's sync run.
+    sync_checks = definitions.resolve_job_def("whop_sync_job").asset_layer.asset_graph
+    assert "connections_fresh" not in {k.name for k in sync_checks.asset_check_keys}
 
 
 def test_partitioning(definitions):
@@ -84,15 +88,17 @@ def test_no_command_prints_dagster_beta_warnings():
     assert "BetaWarning" not in result.stderr, result.stderr
 
 
-def test_steps_spending_an_api_budget_declare_its_pool(definitions):
+def test_no_step_sits_in_a_global_pool_and_each_names_its_api(definitions):
+    """A global pool would serialise different connections, whose budgets are separate."""
     graph = definitions.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         name = key.to_user_string()
+        assert not node.pools, name
         if name.startswith(("twenty_", "whop_webhook")):
-            assert node.pools == {"twenty_api"}, name
+            assert definitions.resolve_assets_def(key).op.tags.get("whop/api") == "twenty", name
         elif name.startswith("whop_"):
-            assert node.pools == {"whop_api"}, name
+            assert definitions.resolve_assets_def(key).op.tags.get("whop/api") == "whop", name
 
 
 def test_every_asset_has_kinds_a_group_and_a_docstring(definitions):
@@ -115,7 +121,14 @@ def test_jobs_schedules_and_sensors(definitions):
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
         assert schedule.job_name == "whop_sync_job"
     sensors = {s.name: s for s in definitions.sensors}
-    assert set(sensors) == {"whop_webhook_sensor"}
+    assert set(sensors) == {
+        "whop_webhook_sensor",
+        "connection_sync_started",
+        "connection_sync_succeeded",
+        "connection_run_failed",
+        "connection_freshness_sensor",
+    }
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert sensors["whop_webhook_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["whop_webhook_sensor"].job_name == "whop_inbox_job"
 
@@ -124,9 +137,19 @@ def test_in_process_executor(definitions):
     assert definitions.executor == dg.in_process_executor
 
 
-def test_resources_read_secrets_from_the_environment(definitions):
-    whop = definitions.resources["whop"]
-    assert isinstance(whop.api_key, dg.EnvVar) and whop.api_key.env_var_name == "WHOP_API_KEY"
+def test_resources_read_secrets_from_the_environment(monkeypatch):
+    """Set, the environment connection's secrets are EnvVars (the UI shows names, not values);
+    unset, the resources are still valid: runs of table connections need none of them."""
+    monkeypatch.setenv("WHOP_API_KEY", "k")
+    monkeypatch.setenv("TWENTY_API_KEY", "t")
+    with_env = build_defs().resources
+    assert isinstance(with_env["whop"].api_key, dg.EnvVar)
+    assert with_env["whop"].api_key.env_var_name == "WHOP_API_KEY"
+    assert with_env["twenty"].api_key.env_var_name == "TWENTY_API_KEY"
+    monkeypatch.delenv("WHOP_API_KEY")
+    monkeypatch.delenv("TWENTY_API_KEY")
+    without = build_defs().resources
+    assert without["whop"].api_key is None and without["twenty"].api_key is None
 
 
 def test_dg_check_defs():

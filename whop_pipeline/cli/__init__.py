@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from whop_pipeline.settings import SettingsError
+from whop_pipeline.settings import DEFAULT_WHOP_API_BASE_URL, SettingsError
 
 DESCRIPTION = """\
 Keep a Twenty CRM workspace in step with a Whop business.
@@ -22,11 +22,19 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
         "sandbox",
         help="serve the local Whop and Twenty emulators in the foreground",
         description="Serve the Whop API v1 emulator and the Twenty emulator on 127.0.0.1 until "
-        "Ctrl-C. Prints their base URLs and API keys.",
+        "Ctrl-C. Prints their base URLs and API keys (every account's, with --accounts).",
     )
     p.add_argument("--dataset", choices=["tiny", "small", "large"], default="small")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--scale", type=int, default=1, help="multiply members/memberships/payments")
+    p.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N Whop accounts and N Twenty workspaces on the same ports (default 1); "
+        "account i uses seed SEED+i-1 and the keys KEY-i (account 1 keeps the keys as given)",
+    )
     p.add_argument("--whop-port", type=int, default=8810)
     p.add_argument("--twenty-port", type=int, default=8820)
     p.add_argument("--whop-api-key", default="sandbox-whop-key")
@@ -71,6 +79,16 @@ def _add_sync(sub: argparse._SubParsersAction) -> None:
         "--rebuild",
         action="store_true",
         help="rebuild every CRM record from the mirror (a new mapping version does this itself)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--connection",
+        metavar="NAME",
+        help="the connection to sync (default: the environment's, WHOP_PIPELINE_CONNECTION or "
+        "'default')",
+    )
+    which.add_argument(
+        "--all", action="store_true", help="every active connection, one after another"
     )
     p.set_defaults(handler="whop_pipeline.cli.sync:main")
 
@@ -129,6 +147,65 @@ def _add_db(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(handler="whop_pipeline.cli.db:status_main")
 
 
+def _add_connections(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "connections",
+        help="Whop accounts and the Twenty workspaces they sync into",
+        description="Each connection syncs one Whop account into one Twenty workspace, with its "
+        "own credentials, encrypted with WHOP_PIPELINE_ENCRYPTION_KEYS.",
+    )
+    csub = p.add_subparsers(dest="connections_command", required=True, metavar="COMMAND")
+    add = csub.add_parser(
+        "add",
+        help="add (or reconnect) a connection after checking both credentials",
+        description="Secrets come from the environment variables named here, or from standard "
+        "input when the value is '-' (one line each: whop, twenty, webhook); never from argv.",
+    )
+    add.add_argument("name", help="lowercase letters, digits and '-' (e.g. acme)")
+    add.add_argument("--whop-account", required=True, metavar="biz_...")
+    add.add_argument("--twenty-url", required=True, metavar="URL", help="without /rest")
+    add.add_argument("--whop-api-key-env", required=True, metavar="VAR")
+    add.add_argument("--twenty-api-key-env", required=True, metavar="VAR")
+    add.add_argument("--webhook-secret-env", metavar="VAR")
+    add.add_argument("--whop-api-base-url", default=DEFAULT_WHOP_API_BASE_URL, metavar="URL")
+    add.add_argument(
+        "--skip-check", action="store_true", help="save without calling Whop and Twenty first"
+    )
+    add.set_defaults(handler="whop_pipeline.cli.connections:add_main")
+    listing = csub.add_parser("list", help="every connection, its status and last sync")
+    listing.set_defaults(handler="whop_pipeline.cli.connections:list_main")
+    for name, text in (
+        ("show", "one connection in full (never its secrets)"),
+        ("pause", "stop its schedules and webhook processing (events still stored)"),
+        ("resume", "start them again"),
+    ):
+        command = csub.add_parser(name, help=text)
+        command.add_argument("name")
+        command.set_defaults(handler=f"whop_pipeline.cli.connections:{name}_main")
+    disconnect = csub.add_parser(
+        "disconnect", help="erase its credentials and stop it; Twenty keeps its records"
+    )
+    disconnect.add_argument("name")
+    disconnect.add_argument(
+        "--purge", action="store_true", help="also delete its mirror, CRM records and sync state"
+    )
+    disconnect.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    disconnect.set_defaults(handler="whop_pipeline.cli.connections:disconnect_main")
+    remove = csub.add_parser("remove", help="forget a disconnected connection and its data")
+    remove.add_argument("name")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    remove.set_defaults(handler="whop_pipeline.cli.connections:remove_main")
+    rotate = csub.add_parser(
+        "rotate-key",
+        help="re-encrypt every secret with the first key of WHOP_PIPELINE_ENCRYPTION_KEYS",
+    )
+    rotate.set_defaults(handler="whop_pipeline.cli.connections:rotate_key_main")
+    generate = csub.add_parser(
+        "generate-key", help="print a new key for WHOP_PIPELINE_ENCRYPTION_KEYS"
+    )
+    generate.set_defaults(handler="whop_pipeline.cli.connections:generate_key_main")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="whop-pipeline",
@@ -136,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show stack traces of errors (off: one line)"
+    )
     for add in (_add_demo, _add_sync, _add_sandbox, _add_webhooks, _add_inbox, _add_db):
         add(sub)
+    _add_connections(sub)
     return parser
 
 
@@ -151,10 +232,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _resolve(args.handler)(args) or 0
     except SettingsError as exc:
+        if args.verbose:
+            raise
         print(f"whop-pipeline: configuration error: {exc} (see .env.example)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        status = _operator_error(exc)
+        if status is None or args.verbose:
+            raise
+        print(f"whop-pipeline: {exc}", file=sys.stderr)
+        return status
+
+
+def _operator_error(exc: Exception) -> int | None:
+    """Exit status for an error worded for the operator (one line, no trace), else None.
+    Imported here, not at the top, so ``--help`` does not load the database and HTTP stacks."""
+    from whop_pipeline.lib.preflight import PreflightError
+    from whop_pipeline.lib.secrets import SecretsError
+    from whop_pipeline.store.connections import ConnectionProblem
+
+    if isinstance(exc, PreflightError):
+        return 1
+    if isinstance(exc, SecretsError | ConnectionProblem):
+        return 2
+    return None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import signal
 import threading
 
 from whop_pipeline.sandbox.dataset import check_scale
-from whop_pipeline.sandbox.runner import describe, start_sandbox
+from whop_pipeline.sandbox.runner import check_accounts, describe, start_sandbox
 
 
 def main(args: argparse.Namespace) -> int:
@@ -16,6 +16,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         scale = check_scale(getattr(args, "scale", 1))
+        accounts = check_accounts(getattr(args, "accounts", 1))
     except ValueError as exc:
         print(f"whop-pipeline sandbox: --{exc}")
         return 2
@@ -32,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
         fault_rate=args.fault_rate,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        accounts=accounts,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

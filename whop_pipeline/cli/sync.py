@@ -14,12 +14,17 @@ from typing import Any
 
 import dagster as dg
 
+from whop_pipeline.cli import preflight
 from whop_pipeline.cli.local import local_instance
 from whop_pipeline.crm.assets import CRM_ASSETS
+from whop_pipeline.lib.preflight import PreflightError
 from whop_pipeline.orchestration.partitions import daily_partitions, trailing_keys
 from whop_pipeline.orchestration.schedules import INCREMENTAL_DAYS
-from whop_pipeline.orchestration.tags import SYNC_MODE_TAG, range_tags
-from whop_pipeline.settings import load_settings
+from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, range_tags
+from whop_pipeline.settings import db_url_from_env
+from whop_pipeline.store import connections
+from whop_pipeline.store.database import get_engine
+from whop_pipeline.store.run_connection import CHECKED_TAG_PREFIX, record_check_failure
 from whop_pipeline.twenty.assets import LOAD_ASSETS
 
 # The final table: (label, asset, metadata prefix), in load order.
@@ -36,6 +41,7 @@ class SyncReport:
     last_partition: str
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
+    connection: str = "default"
 
     def counts(self, asset: str, prefix: str = "") -> dict[str, int]:
         values = self.metadata.get(asset, {})
@@ -159,24 +165,42 @@ def run_sync(
     instance: dg.DagsterInstance | None = None,
     now: dt.datetime | None = None,
     printer: Callable[[str], None] = print,
+    connection: str | None = None,
 ) -> SyncReport:
-    """Run ``whop_sync_job`` over the partitions ``mode`` selects, in this process."""
-    load_settings()  # fail early, naming any missing or bad variable
+    """Run ``whop_sync_job`` for one connection over the partitions ``mode`` selects, in this
+    process. The connection is resolved and each API called once first: a connection that cannot
+    work fails here, in one line, before any run starts."""
+    name = connection or preflight.default_connection_name()
+    first, last = partition_range(mode, since, now)
+    run_id = str(uuid.uuid4())
+    report = SyncReport(
+        success=False, run_id=run_id, first_partition=first, last_partition=last, connection=name
+    )
+    settings = preflight.resolve(name)  # names a missing variable or connection
+    try:
+        preflight.check_connection(settings)
+    except PreflightError as exc:
+        record_check_failure(db_url_from_env(), name, exc)
+        report.error = str(exc)
+        return report
     from whop_pipeline.definitions import build_defs
 
     job = build_defs().resolve_job_def("whop_sync_job")
-    first, last = partition_range(mode, since, now)
-    run_id = str(uuid.uuid4())
     run_config: dict[str, Any] = dict(_QUIET)
     if dry_run:
         dry = {"config": {"dry_run": True}}
         run_config["ops"] = {name: dry for name in ["twenty_schema", *LOAD_ASSETS.values()]}
     if rebuild:
         run_config.setdefault("ops", {})[TRANSFORM_STEP] = {"config": {"rebuild": True}}
-    report = SyncReport(success=False, run_id=run_id, first_partition=first, last_partition=last)
     printer(
-        f"sync ({mode}{', dry run' if dry_run else ''}): partitions {first} … {last}, run {run_id}"
+        f"sync {name} ({mode}{', dry run' if dry_run else ''}): partitions {first} … {last}, "
+        f"run {run_id}"
     )
+    engine = get_engine(db_url_from_env())
+    started = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        _ensure_row(conn, settings, started)
+        connections.record_sync_start(conn, name, run_id, started)
     done = threading.Event()
     asset_names = {key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()}
     with local_instance(instance) as instance:
@@ -190,7 +214,14 @@ def run_sync(
             result = job.execute_in_process(
                 instance=instance,
                 run_id=run_id,
-                tags={**range_tags(first, last), SYNC_MODE_TAG: mode},
+                tags={
+                    **range_tags(first, last),
+                    SYNC_MODE_TAG: mode,
+                    CONNECTION_TAG: name,
+                    # Checked just now: the run's resources need not call again.
+                    CHECKED_TAG_PREFIX + "whop": started.isoformat(timespec="seconds"),
+                    CHECKED_TAG_PREFIX + "twenty": started.isoformat(timespec="seconds"),
+                },
                 run_config=run_config,
                 raise_on_error=False,
             )
@@ -199,25 +230,72 @@ def run_sync(
                 failures = [
                     e.event_specific_data.error.message.strip()  # type: ignore[union-attr]
                     for e in result.all_events
-                    if e.event_type == dg.DagsterEventType.STEP_FAILURE
+                    if e.event_type
+                    in (
+                        dg.DagsterEventType.STEP_FAILURE,
+                        dg.DagsterEventType.RESOURCE_INIT_FAILURE,
+                    )
                 ]
                 report.error = "\n".join(failures) or "the run failed"
         finally:
             done.set()
             watcher.join()
+            with engine.begin() as conn:
+                connections.record_sync_end(
+                    conn,
+                    name,
+                    run_id,
+                    succeeded=report.success,
+                    error=report.error,
+                    now=dt.datetime.now(dt.UTC),
+                )
     return report
+
+
+def _ensure_row(conn, settings, now: dt.datetime) -> None:
+    if settings.source == "environment":
+        connections.ensure_environment_row(
+            conn,
+            name=settings.name,
+            whop_account_id=settings.whop_account_id,
+            whop_api_base_url=settings.whop_api_base_url,
+            twenty_api_url=settings.twenty_api_url,
+            now=now,
+        )
+
+
+def _first_line(error: str | None, verbose: bool) -> str:
+    text = (error or "the run failed").strip()
+    return text if verbose else text.splitlines()[0]
 
 
 def main(args: argparse.Namespace) -> int:
     mode = "full" if args.full else "since" if args.since else "incremental"
     since = dt.date.fromisoformat(args.since) if args.since else None
-    report = run_sync(mode, since=since, dry_run=args.dry_run, rebuild=args.rebuild)
-    print()
-    print(report.table())
-    if not report.success:
-        print(f"\nsync failed: {report.error}")
+    verbose = getattr(args, "verbose", False)
+    names = preflight.schedulable() if args.all else [args.connection]
+    if args.all and not names:
+        print("no active connection to sync (`whop-pipeline connections list`)")
         return 1
-    rejected = sum(report.counts(asset, prefix)["rejected"] for _, asset, prefix in TABLE_ROWS)
-    if rejected:
-        print(f"\n{rejected} rows were rejected by Twenty; see sync_errors (retried next run)")
-    return 0
+    failed = []
+    for name in names:
+        report = run_sync(
+            mode, since=since, dry_run=args.dry_run, rebuild=args.rebuild, connection=name
+        )
+        if report.metadata:
+            print()
+            print(report.table())
+        if not report.success:
+            # One line (the first step's error) unless --verbose; the others go on.
+            print(f"sync of {report.connection} failed: {_first_line(report.error, verbose)}")
+            failed.append(report.connection)
+            continue
+        rejected = sum(report.counts(asset, prefix)["rejected"] for _, asset, prefix in TABLE_ROWS)
+        if rejected:
+            print(f"\n{rejected} rows were rejected by Twenty; see sync_errors (retried next run)")
+    if len(names) > 1:
+        print(
+            f"\n{len(names) - len(failed)} of {len(names)} connections synced"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+    return 1 if failed else 0

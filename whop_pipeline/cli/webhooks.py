@@ -9,14 +9,26 @@ import sys
 import sqlalchemy as sa
 import uvicorn
 
-from whop_pipeline.inbox.receiver import connection_secrets_from_env, create_receiver_app
+from whop_pipeline.inbox.receiver import (
+    ConnectionSecretsResolver,
+    connection_secrets_from_env,
+    create_receiver_app,
+)
+from whop_pipeline.inbox.webhook_secrets import secret_cache_seconds_from_env
 from whop_pipeline.settings import db_url_from_env
 from whop_pipeline.store.database import get_engine
 
 
 def main(args: argparse.Namespace) -> int:
     """``whop-pipeline webhooks serve``: the receiver in the foreground until Ctrl-C."""
-    secrets = connection_secrets_from_env()
+    # Before the configuration is read, so its warnings (the deprecated file) are shown.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Connections may all live in the table, and may be added while the receiver runs: no static
+    # secret is required to start.
+    static = connection_secrets_from_env(required=False)
+    ttl = secret_cache_seconds_from_env()
     db_url = db_url_from_env()
     shown_url = sa.make_url(db_url).render_as_string(hide_password=True)
     try:
@@ -27,14 +39,23 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    app = create_receiver_app(db_url=db_url, secrets=secrets)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for name in secrets:
+    resolver = ConnectionSecretsResolver(lambda: get_engine(db_url), static=static, ttl_seconds=ttl)
+    app = create_receiver_app(db_url=db_url, resolver=resolver)
+    # The same lookup as a delivery's (problems such as an undecryptable secret are logged by it);
+    # only names are printed.
+    serving = [name for name in resolver.known_names() if resolver.lookup(name).verifier]
+    base = f"http://{args.host}:{args.port}/webhooks/whop"
+    for name in serving:
+        print(f"whop-pipeline: receiving Whop webhooks on {base}/{name}")
+    if not serving:
         print(
-            f"whop-pipeline: receiving Whop webhooks on http://{args.host}:{args.port}/webhooks/whop/{name}"
+            f"whop-pipeline: no connection has a webhook secret yet; deliveries to {base}/<name> "
+            "are accepted once one does (`whop-pipeline connections add`)"
         )
+    print(
+        "whop-pipeline: the connections table is read per delivery (each answer reused for "
+        f"{ttl:g} s), so connections added, rotated or disconnected meanwhile take effect"
+    )
     print(f"whop-pipeline: storing them in {shown_url}; Ctrl-C stops", flush=True)
     config = uvicorn.Config(
         app,

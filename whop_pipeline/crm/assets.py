@@ -51,7 +51,7 @@ def crm_records(
 ):
     """CRM records rebuilt for the mirror rows that changed since the last transform."""
     engine = pipeline_db.engine()
-    connection = pipeline_db.connection_name
+    connection = pipeline_db.connection
     report = build.build_queued(
         engine, connection, rebuild=config.rebuild, progress=context.log.info
     )
@@ -62,6 +62,7 @@ def crm_records(
             asset_key=CRM_ASSETS[name],
             metadata={
                 "dagster/row_count": totals[name],
+                "connection": connection,
                 "rebuilt": report.rebuilt_count[name],
                 "changed": report.changed_count[name],
                 "mirror_changes": report.changes_consumed,

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.processing import process_batch
-from whop_pipeline.orchestration.tags import INBOX_BATCH_TAG, TWENTY_POOL
+from whop_pipeline.orchestration.tags import INBOX_BATCH_TAG, TWENTY_API
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty.resource import TwentyResource
 from whop_pipeline.whop.resource import WhopResource
@@ -24,7 +24,7 @@ def _run_key(context: dg.AssetExecutionContext) -> str:
     return tags.get("dagster/run_key") or tags.get(INBOX_BATCH_TAG) or f"run-{context.run.run_id}"
 
 
-@dg.asset(group_name="inbox", kinds={"whop", "twenty"}, pool=TWENTY_POOL)
+@dg.asset(group_name="inbox", kinds={"whop", "twenty"}, op_tags=TWENTY_API)
 def whop_webhook_inbox(
     context: dg.AssetExecutionContext,
     config: InboxBatchConfig,
@@ -39,15 +39,16 @@ def whop_webhook_inbox(
         run_key=_run_key(context),
         run_id=context.run.run_id,
         engine=engine,
-        connection=pipeline_db.connection_name,
+        connection=pipeline_db.connection,
         whop=whop,
         twenty=twenty,
         log=context.log.info,
     )
     with engine.connect() as conn:
-        statuses = store.status_counts(conn, pipeline_db.connection_name)
+        statuses = store.status_counts(conn, pipeline_db.connection)
     metadata: dict[str, object] = {
         "dagster/row_count": len(report.claimed),
+        "connection": pipeline_db.connection,
         "claimed": len(report.claimed),
         "done": len(report.done),
         "failed": len(report.failed),
@@ -73,10 +74,10 @@ def whop_webhook_inbox(
 def whop_webhook_inbox_has_no_dead_events(pipeline_db: PipelineDatabase) -> dg.AssetCheckResult:
     t = store.inbox
     with pipeline_db.engine().connect() as conn:
-        counts = store.status_counts(conn, pipeline_db.connection_name)
+        counts = store.status_counts(conn, pipeline_db.connection)
         dead = conn.execute(
             sa.select(t.c.id, t.c.event_type, t.c.object_id, t.c.last_error)
-            .where(t.c.status == "dead", t.c.connection == pipeline_db.connection_name)
+            .where(t.c.status == "dead", t.c.connection == pipeline_db.connection)
             .order_by(t.c.id.desc())
             .limit(SAMPLE)
         ).all()
@@ -91,6 +92,7 @@ def whop_webhook_inbox_has_no_dead_events(pipeline_db: PipelineDatabase) -> dg.A
             "'pending' (or run `whop-pipeline sync --full`, which re-reads everything)."
         ),
         metadata={
+            "connection": pipeline_db.connection,
             "inbox": dg.MetadataValue.json(counts),
             "dead_sample": dg.MetadataValue.json([dict(row._mapping) for row in dead]),
         },

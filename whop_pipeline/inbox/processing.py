@@ -65,15 +65,15 @@ def process_batch(
 ) -> BatchReport:
     report = BatchReport()
     with engine.begin() as conn:
-        released = store.release_stale(conn, STALE_AFTER)
+        released = store.release_stale(conn, STALE_AFTER, connection=connection)
         if released:
             log(f"released {len(released)} rows whose run died: {released[:10]}")
-        report.claimed = store.claim(conn, ids, run_key, run_id)
+        report.claimed = store.claim(conn, ids, run_key, run_id, connection=connection)
     if not report.claimed:
         log(f"none of {len(ids)} rows were left to claim (another run took them)")
         return report
     with engine.connect() as conn:
-        rows = store.get_events(conn, report.claimed)
+        rows = store.get_events(conn, report.claimed, connection=connection)
     try:
         with whop.client(on_retry=log) as client:
             affected = apply_events(rows, engine, connection, client)
@@ -83,15 +83,18 @@ def process_batch(
     except Exception as exc:
         # Nothing is lost: the rows go back as failed and a later batch retries them.
         with engine.begin() as conn:
-            store.mark_failed(conn, report.claimed, exc, run_key=run_key)
+            store.mark_failed(conn, report.claimed, exc, run_key=run_key, connection=connection)
         raise
     report.affected = affected
     report.failed = affected.failed
     report.ignored = len(affected.ignored)
     with engine.begin() as conn:
         for row_id, error in affected.failed.items():
-            store.mark_failed(conn, [row_id], error, run_key=run_key)
+            store.mark_failed(conn, [row_id], error, run_key=run_key, connection=connection)
         report.done = store.mark_done(
-            conn, [i for i in report.claimed if i not in affected.failed], run_key=run_key
+            conn,
+            [i for i in report.claimed if i not in affected.failed],
+            run_key=run_key,
+            connection=connection,
         )
     return report

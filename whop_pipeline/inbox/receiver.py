@@ -2,14 +2,23 @@
 
 ``POST /webhooks/whop/{connection}`` answers, in the order checked:
 
-- 404 ``{"error": "unknown connection"}``: no secret is configured for that path.
+- 404 ``{"error": "unknown connection"}``: the name is not a valid connection name, or no such
+  connection is known (no row in the ``connections`` table and no static secret).
+- 410 ``{"error": "connection disconnected"}``: the connection was disconnected.
+- 503 with ``Retry-After`` when the connection exists but its secret cannot be used yet: no webhook
+  secret stored for it (``{"error": "no webhook secret for this connection"}``), or
+  ``WHOP_PIPELINE_ENCRYPTION_KEYS`` cannot decrypt it. Whop retries, so nothing is lost while the
+  operator fixes it (``webhook_secrets.py`` explains each answer).
 - 413 the body is over ``max_body_bytes`` (by Content-Length, or counted while streaming).
 - 401 a Standard Webhooks header is missing, the signature does not match the raw body under that
   connection's secret, or ``webhook-timestamp`` is more than five minutes off.
 - 400 correctly signed, but not a JSON envelope (or its ``id`` is not the ``webhook-id`` header).
 - 200 ``{"status": "stored"}`` once the row is committed, or ``{"status": "duplicate"}`` when that
-  ``webhook-id`` was already stored for the connection (still exactly one row).
+  ``webhook-id`` was already stored for the connection (still exactly one row). ``paused`` and
+  ``needs_reauth`` connections store too: their events are applied when they resume.
 - 503 with ``Retry-After`` when the inbox cannot be written, so Whop delivers again later.
+
+Nothing is stored unless the answer is 200, and a row always carries the connection of the path.
 
 ``GET /healthz`` answers 200 ``{"status": "ok"}`` when the inbox table can be read, else 503.
 
@@ -17,34 +26,37 @@ Whop signs with the raw UTF-8 bytes of the whole ``ws_...`` secret, so each conn
 ``standardwebhooks.Webhook(base64(secret))`` (docs/whop-api.md#signatures). Secrets and signatures
 are never logged or echoed.
 
+Each delivery's secret comes from ``ConnectionSecretsResolver`` (``webhook_secrets.py``): the
+``connections`` table, read per request with a short per-name cache, then the static secrets.
 Writes go through ``InboxWriter`` (group commit, ``writer.py``): one thread stores everything
 queued since its last commit in one transaction, then answers each waiting request.
 
 Configuration of ``whop-pipeline webhooks serve``:
 
-- ``WHOP_PIPELINE_DB_URL``: the pipeline database (default: the SQLite file in ``data/``).
-- One connection: ``WHOP_PIPELINE_CONNECTION`` (default ``default``) and ``WHOP_WEBHOOK_SECRET``.
-- Several: ``WHOP_PIPELINE_CONNECTIONS_FILE`` names a JSON file mapping each connection to the
-  environment variable holding its secret, so the file itself holds no secret::
+- ``WHOP_PIPELINE_DB_URL``: the pipeline database (default: the SQLite file in ``data/``), whose
+  ``connections`` table lists the connections (``whop-pipeline connections add``).
+- ``WHOP_PIPELINE_ENCRYPTION_KEYS``: the Fernet keys that decrypt the table's webhook secrets.
+- ``WHOP_PIPELINE_SECRET_CACHE_SECONDS``: how long a looked-up secret (or the absence of one) is
+  reused, default 5; a rotated secret or a disconnect takes effect within that time.
+- The environment connection: ``WHOP_PIPELINE_CONNECTION`` (default ``default``) and
+  ``WHOP_WEBHOOK_SECRET``, used while the table has no row with its own credentials for that name.
+- Deprecated, read for one more release: ``WHOP_PIPELINE_CONNECTIONS_FILE`` names a JSON file
+  mapping each connection to the environment variable holding its secret::
 
       {"acme": {"webhook_secret_env": "ACME_WHOP_WEBHOOK_SECRET"},
        "globex": {"webhook_secret_env": "GLOBEX_WHOP_WEBHOOK_SECRET"}}
 
-  Other keys in each entry are ignored. With the file set, only its connections are served.
+  Other keys in each entry are ignored. With the file set, ``WHOP_WEBHOOK_SECRET`` is ignored; a
+  table row with its own credentials wins over the file for the same name.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
-import json
 import logging
-import os
-import re
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 
 import sqlalchemy as sa
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -56,16 +68,30 @@ from starlette.routing import Route
 
 from whop_pipeline.inbox.events import MalformedEvent, decode_envelope
 from whop_pipeline.inbox.store import NewEvent, inbox
+from whop_pipeline.inbox.webhook_secrets import (
+    CONNECTION_NAME,
+    DEFAULT_SECRET_CACHE_SECONDS,
+    ConnectionSecretsResolver,
+    connection_secrets_from_env,
+    whop_verifier,
+)
 from whop_pipeline.inbox.writer import InboxUnavailable, InboxWriter
-from whop_pipeline.settings import DEFAULT_CONNECTION, SettingsError
 from whop_pipeline.store.database import get_engine
+
+# Re-exported: the receiver's callers configure it from here.
+__all__ = [
+    "CONNECTION_NAME",
+    "ConnectionSecretsResolver",
+    "connection_secrets_from_env",
+    "create_receiver_app",
+    "whop_verifier",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = 30
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
-CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Bodies above this are verified and parsed on a worker thread, off the event loop.
 _INLINE_BODY_BYTES = 64 * 1024
 
@@ -82,13 +108,6 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 def _unavailable(message: str) -> JSONResponse:
     return _error(503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-
-def whop_verifier(secret: str) -> Webhook:
-    """Whop HMACs with the secret's raw bytes; ``Webhook`` base64-decodes its key, so encode it."""
-    if not secret:
-        raise ValueError("a webhook secret must not be empty")
-    return Webhook(base64.b64encode(secret.encode("utf-8")).decode("ascii"))
 
 
 def _verify(verifier: Webhook, body: bytes, headers: Mapping[str, str]) -> str | None:
@@ -122,27 +141,40 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
 def create_receiver_app(
     *,
     db_url: str,
-    secrets: Mapping[str, str],
+    secrets: Mapping[str, str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     write_timeout: float = 20.0,
+    secret_cache_seconds: float = DEFAULT_SECRET_CACHE_SECONDS,
+    resolver: ConnectionSecretsResolver | None = None,
 ) -> Starlette:
-    """The receiver for ``secrets`` (connection name → webhook secret), storing into ``db_url``.
+    """The receiver storing into ``db_url``, verifying each delivery with its connection's secret
+    from the ``connections`` table of ``db_url``, else from ``secrets`` (connection name → webhook
+    secret: the environment connection and the deprecated file).
 
-    The database is opened (and migrated) on first use, so the app starts even while it is down and
-    answers 503 until it is back. ``app.state.writer.close()`` flushes and stops the writer thread
-    (the lifespan does it when served with one).
+    ``resolver`` replaces the default one (built from ``db_url``, ``secrets`` and
+    ``secret_cache_seconds``); give either it or ``secrets``. The database is opened (and migrated)
+    on first use, so the app starts even while it is down and answers 503 until it is back.
+    ``app.state.writer.close()`` flushes and stops the writer thread (the lifespan does it when
+    served with one).
     """
-    for name in secrets:
-        if not CONNECTION_NAME.match(name):
-            raise ValueError(f"connection name {name!r} must match {CONNECTION_NAME.pattern}")
-    verifiers = {name: whop_verifier(secret) for name, secret in secrets.items()}
+    if resolver is None:
+        resolver = ConnectionSecretsResolver(
+            lambda: get_engine(db_url), static=secrets, ttl_seconds=secret_cache_seconds
+        )
+    elif secrets:
+        raise ValueError("give the static secrets to the resolver, not to create_receiver_app")
     writer = InboxWriter(db_url)
 
     async def receive(request: Request) -> JSONResponse:
         connection = request.path_params["connection"]
-        verifier = verifiers.get(connection)
+        found = await resolver.resolve(connection)
+        verifier = found.verifier
         if verifier is None:
-            return _error(404, "unknown connection")
+            # Logged by the resolver (once per state), not per request: a refused connection
+            # is retried by Whop, and unknown names are probes.
+            if found.retry_after:
+                return _unavailable(found.error or "retry later")
+            return _error(found.status, found.error or "unknown connection")
         received_at = dt.datetime.now(dt.UTC)
         declared = request.headers.get("content-length")
         if declared is not None:
@@ -218,6 +250,7 @@ def create_receiver_app(
         lifespan=lifespan,
     )
     app.state.writer = writer
+    app.state.resolver = resolver
     return app
 
 
@@ -229,47 +262,3 @@ def _reject(status: int, connection: str, request: Request, reason: str) -> JSON
         "rejected webhook %r for %s from %s: %d %s", webhook_id, connection, client, status, reason
     )
     return _error(status, reason)
-
-
-def connection_secrets_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Connection name → webhook secret, from ``WHOP_PIPELINE_CONNECTIONS_FILE`` if set, else from
-    ``WHOP_PIPELINE_CONNECTION`` + ``WHOP_WEBHOOK_SECRET``. ``SettingsError`` names what is wrong."""
-    env = os.environ if environ is None else environ
-    path = env.get("WHOP_PIPELINE_CONNECTIONS_FILE")
-    if not path:
-        name = env.get("WHOP_PIPELINE_CONNECTION") or DEFAULT_CONNECTION
-        if not CONNECTION_NAME.match(name):
-            raise SettingsError(
-                f"WHOP_PIPELINE_CONNECTION is invalid (must match {CONNECTION_NAME.pattern})"
-            )
-        secret = env.get("WHOP_WEBHOOK_SECRET")
-        if not secret:
-            raise SettingsError(
-                "WHOP_WEBHOOK_SECRET is not set (the receiver verifies deliveries with it)"
-            )
-        return {name: secret}
-    where = f"WHOP_PIPELINE_CONNECTIONS_FILE {path!r}"
-    try:
-        config = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise SettingsError(f"{where} cannot be read ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{where} is not valid JSON ({exc.msg})") from exc
-    if not isinstance(config, dict) or not config:
-        raise SettingsError(f"{where} must be a non-empty JSON object")
-    secrets: dict[str, str] = {}
-    problems: list[str] = []
-    for name, entry in config.items():
-        if not CONNECTION_NAME.match(name):
-            problems.append(f"connection {name!r}: the name must match {CONNECTION_NAME.pattern}")
-            continue
-        variable = entry.get("webhook_secret_env") if isinstance(entry, dict) else None
-        if not isinstance(variable, str) or not variable:
-            problems.append(f"connection {name!r}: webhook_secret_env is missing")
-        elif not env.get(variable):
-            problems.append(f"connection {name!r}: {variable} is not set")
-        else:
-            secrets[name] = env[variable]
-    if problems:
-        raise SettingsError(f"{where}: " + "; ".join(problems))
-    return secrets

@@ -157,24 +157,34 @@ def due_rows(
     return sorted(due, key=lambda r: r.id)[:limit]
 
 
-def get_events(conn: sa.Connection, ids: Iterable[int]) -> list[sa.Row]:
+def get_events(conn: sa.Connection, ids: Iterable[int], *, connection: str) -> list[sa.Row]:
     """Whole rows for ``ids``, ordered by id (unknown ids are skipped)."""
     wanted = sorted(set(ids))
     rows: list[sa.Row] = []
     for chunk in in_chunks(wanted):
-        query = sa.select(inbox).where(inbox.c.id.in_(chunk)).order_by(inbox.c.id)
+        query = (
+            sa.select(inbox)
+            .where(inbox.c.id.in_(chunk), inbox.c.connection == connection)
+            .order_by(inbox.c.id)
+        )
         rows.extend(conn.execute(query).all())
     return rows
 
 
 def _update_ids(
-    conn: sa.Connection, ids: Iterable[int], where: sa.ColumnElement[bool], values: dict[str, Any]
+    conn: sa.Connection,
+    ids: Iterable[int],
+    where: sa.ColumnElement[bool],
+    values: dict[str, Any],
+    connection: str,
 ) -> list[int]:
+    """Update the rows of ``ids`` that match ``where`` and belong to ``connection``: an id of
+    another connection, however it got here, is never touched."""
     changed: list[int] = []
     for chunk in in_chunks(sorted(set(ids))):
         statement = (
             sa.update(inbox)
-            .where(inbox.c.id.in_(chunk), where)
+            .where(inbox.c.id.in_(chunk), inbox.c.connection == connection, where)
             .values(**values)
             .returning(inbox.c.id)
         )
@@ -188,6 +198,7 @@ def claim(
     run_key: str,
     run_id: str | None = None,
     *,
+    connection: str,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> list[int]:
     """Move the rows of ``ids`` that are still pending (or failed with attempts left) to
@@ -199,7 +210,7 @@ def claim(
         "run_id": run_id,
         "status_changed_at": _now(),
     }
-    return _update_ids(conn, ids, sa.or_(*_retryable_clauses(max_attempts)), values)
+    return _update_ids(conn, ids, sa.or_(*_retryable_clauses(max_attempts)), values, connection)
 
 
 def set_run_id(conn: sa.Connection, run_key: str, run_id: str) -> int:
@@ -219,10 +230,13 @@ def _open(run_key: str | None) -> sa.ColumnElement[bool]:
     return where if run_key is None else sa.and_(where, inbox.c.run_key == run_key)
 
 
-def mark_done(conn: sa.Connection, ids: Iterable[int], run_key: str | None = None) -> list[int]:
+def mark_done(
+    conn: sa.Connection, ids: Iterable[int], run_key: str | None = None, *, connection: str
+) -> list[int]:
     """Mark rows applied. Final states are left alone; with ``run_key`` only rows claimed under it
     change. Returns the ids marked."""
-    return _update_ids(conn, ids, _open(run_key), {"status": "done", "status_changed_at": _now()})
+    values = {"status": "done", "status_changed_at": _now()}
+    return _update_ids(conn, ids, _open(run_key), values, connection)
 
 
 _SECRETS = (
@@ -263,16 +277,19 @@ def mark_failed(
     max_attempts: int = MAX_ATTEMPTS,
     *,
     run_key: str | None = None,
+    connection: str,
 ) -> list[int]:
     """Count a failed attempt: ``failed`` (retried by a later batch) or ``dead`` once attempts reach
     ``max_attempts``. ``last_error`` is truncated and redacted. Returns the ids changed."""
-    return _update_ids(conn, ids, _open(run_key), _fail_values(clean_error(error), max_attempts))
+    values = _fail_values(clean_error(error), max_attempts)
+    return _update_ids(conn, ids, _open(run_key), values, connection)
 
 
 def release_stale(
     conn: sa.Connection,
     older_than: dt.datetime | dt.timedelta,
     *,
+    connection: str,
     limit: int = 10_000,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> list[int]:
@@ -280,14 +297,18 @@ def release_stale(
     that died: count the attempt and hand them back (``failed``, or ``dead`` at the limit, so an
     event that kills its run every time cannot loop forever). Returns the ids released."""
     cutoff = _now() - older_than if isinstance(older_than, dt.timedelta) else older_than
-    where = sa.and_(inbox.c.status == "processing", inbox.c.status_changed_at < cutoff)
+    where = sa.and_(
+        inbox.c.connection == connection,
+        inbox.c.status == "processing",
+        inbox.c.status_changed_at < cutoff,
+    )
     stale = list(
         conn.execute(sa.select(inbox.c.id).where(where).order_by(inbox.c.id).limit(limit)).scalars()
     )
     if not stale:
         return []
     error = f"released: its run did not finish (processing since before {cutoff.isoformat()})"
-    return _update_ids(conn, stale, where, _fail_values(error, max_attempts))
+    return _update_ids(conn, stale, where, _fail_values(error, max_attempts), connection)
 
 
 def status_counts(conn: sa.Connection, connection: str | None = None) -> dict[str, int]:

@@ -2,10 +2,16 @@
 
 import dagster as dg
 
-from whop_pipeline.orchestration import jobs, schedules, sensors
+from whop_pipeline.orchestration import jobs, outcomes, schedules, sensors
 
 defs = dg.Definitions(
     jobs=[jobs.whop_sync_job, jobs.whop_inbox_job],
     schedules=[schedules.whop_incremental_schedule, schedules.whop_reconcile_schedule],
-    sensors=[sensors.whop_webhook_sensor],
+    sensors=[
+        sensors.whop_webhook_sensor,
+        outcomes.connection_sync_started,
+        outcomes.connection_sync_succeeded,
+        outcomes.connection_run_failed,
+        outcomes.connection_freshness_sensor,
+    ],
 )

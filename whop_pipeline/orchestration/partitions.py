@@ -36,3 +36,7 @@ def trailing_keys(now: dt.datetime, days: int) -> tuple[str, str]:
     """First and last partition keys of the ``days`` most recent partitions (today included)."""
     keys = daily_partitions.get_partition_keys(current_time=now)
     return keys[max(0, len(keys) - days)], keys[-1]
+
+
+# How often the incremental schedule syncs each connection; freshness allows twice this.
+INCREMENTAL_INTERVAL_MINUTES = 15

@@ -1,4 +1,4 @@
-"""The sync schedules: a frequent incremental sync and a daily reconcile.
+"""The sync schedules: a frequent incremental sync and a daily reconcile, per connection.
 
 Whop cannot list "what changed since" (docs/whop-api.md#listing-and-paging), so:
 - incremental: products, new members, memberships and payments created in the last two daily
@@ -8,13 +8,21 @@ Whop cannot list "what changed since" (docs/whop-api.md#listing-and-paging), so:
   ``RECONCILE_PAYMENT_DAYS`` of payments (refunds and disputes change old payments), every CRM record
   compared with what Twenty last got.
 Webhooks carry changes in between.
+
+Each tick reads the connections table, so a connection added, paused or disconnected while the
+daemon runs counts from the next tick; every run request is for one connection (tag
+``whop/connection``), and a connection whose sync is still queued or running is skipped.
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 
 from whop_pipeline.orchestration.jobs import SYNC_GROUPS, whop_sync_job
-from whop_pipeline.orchestration.partitions import trailing_keys
-from whop_pipeline.orchestration.tags import SYNC_MODE_TAG, SyncMode, range_tags
+from whop_pipeline.orchestration.partitions import INCREMENTAL_INTERVAL_MINUTES, trailing_keys
+from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, SyncMode, range_tags
+from whop_pipeline.store import connections
+from whop_pipeline.store.resource import PipelineDatabase
 
 INCREMENTAL_DAYS = 2
 RECONCILE_PAYMENT_DAYS = 90
@@ -26,26 +34,57 @@ ACTIVE_RUN_STATUSES = [
 ]
 
 
-def _sync_in_progress(context: dg.ScheduleEvaluationContext) -> bool:
-    runs = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=whop_sync_job.name, statuses=ACTIVE_RUN_STATUSES), limit=1
+def connection_runs_in_flight(
+    instance: dg.DagsterInstance, job_name: str, connection: str, limit: int = 1
+) -> int:
+    runs = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=job_name, statuses=ACTIVE_RUN_STATUSES, tags={CONNECTION_TAG: connection}
+        ),
+        limit=limit,
     )
-    return bool(runs)
+    return len(runs)
+
+
+def due_connections(pipeline_db: PipelineDatabase) -> list[str]:
+    with pipeline_db.engine().connect() as conn:
+        return connections.schedulable(conn)
 
 
 @dg.schedule(
     job=whop_sync_job,
-    cron_schedule="*/15 * * * *",
+    cron_schedule=f"*/{INCREMENTAL_INTERVAL_MINUTES} * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 15 minutes: products, new members, the last two days of memberships and "
-    "payments; CRM records rebuilt for what changed and pushed to Twenty.",
+    description="Every 15 minutes, per active connection: products, new members, the last two "
+    "days of memberships and payments; CRM records rebuilt for what changed and pushed to Twenty.",
 )
-def whop_incremental_schedule(context: dg.ScheduleEvaluationContext):
-    if _sync_in_progress(context):
-        return dg.SkipReason("a whop_sync_job run is still queued or running")
+def whop_incremental_schedule(
+    context: dg.ScheduleEvaluationContext, pipeline_db: PipelineDatabase
+) -> Iterator[dg.RunRequest | dg.SkipReason]:
     first, last = trailing_keys(context.scheduled_execution_time, INCREMENTAL_DAYS)
-    return dg.RunRequest(tags={**range_tags(first, last), SYNC_MODE_TAG: SyncMode.INCREMENTAL})
+    stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+    launched = 0
+    busy = []
+    for name in due_connections(pipeline_db):
+        if connection_runs_in_flight(context.instance, whop_sync_job.name, name):
+            busy.append(name)
+            continue
+        launched += 1
+        yield dg.RunRequest(
+            run_key=f"incremental-{name}-{stamp}",
+            tags={
+                **range_tags(first, last),
+                SYNC_MODE_TAG: SyncMode.INCREMENTAL,
+                CONNECTION_TAG: name,
+            },
+        )
+    if not launched:
+        yield dg.SkipReason(
+            f"a sync is still queued or running for {', '.join(busy)}"
+            if busy
+            else "no active connection (add one with `whop-pipeline connections add`)"
+        )
 
 
 @dg.schedule(
@@ -53,10 +92,12 @@ def whop_incremental_schedule(context: dg.ScheduleEvaluationContext):
     cron_schedule="30 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=f"Daily: every member and membership, and the last {RECONCILE_PAYMENT_DAYS} days "
-    "of payments, re-read; every CRM record compared with Twenty.",
+    description=f"Daily, per active connection: every member and membership, and the last "
+    f"{RECONCILE_PAYMENT_DAYS} days of payments, re-read; every CRM record compared with Twenty.",
 )
-def whop_reconcile_schedule(context: dg.ScheduleEvaluationContext):
+def whop_reconcile_schedule(
+    context: dg.ScheduleEvaluationContext, pipeline_db: PipelineDatabase
+) -> Iterator[dg.RunRequest | dg.SkipReason]:
     now = context.scheduled_execution_time
     all_first, all_last = trailing_keys(now, days=10**6)
     pay_first, pay_last = trailing_keys(now, RECONCILE_PAYMENT_DAYS)
@@ -64,19 +105,33 @@ def whop_reconcile_schedule(context: dg.ScheduleEvaluationContext):
     payments = dg.AssetSelection.assets("whop_payments")
     asset_graph = context.repository_def.asset_graph
     day = now.strftime("%Y-%m-%d")
-    # One partition range per run: memberships over all days, then payments over the trailing
-    # window (each run then rebuilds and loads what its reads changed).
-    yield dg.RunRequest(
-        run_key=f"reconcile-memberships-{day}",
-        asset_selection=sorted((everything - payments).resolve(asset_graph)),
-        tags={**range_tags(all_first, all_last), SYNC_MODE_TAG: "reconcile-memberships"},
-    )
-    yield dg.RunRequest(
-        run_key=f"reconcile-payments-{day}",
-        asset_selection=sorted(
-            (everything - dg.AssetSelection.assets("whop_memberships", "whop_members")).resolve(
-                asset_graph
-            )
-        ),
-        tags={**range_tags(pay_first, pay_last), SYNC_MODE_TAG: "reconcile-payments"},
-    )
+    names = due_connections(pipeline_db)
+    if not names:
+        yield dg.SkipReason("no active connection")
+        return
+    for name in names:
+        # One partition range per run: memberships over all days, then payments over the
+        # trailing window (each run then rebuilds and loads what its reads changed). The
+        # connection's run limit (dagster.yaml) runs them one after the other.
+        yield dg.RunRequest(
+            run_key=f"reconcile-memberships-{name}-{day}",
+            asset_selection=sorted((everything - payments).resolve(asset_graph)),
+            tags={
+                **range_tags(all_first, all_last),
+                SYNC_MODE_TAG: "reconcile-memberships",
+                CONNECTION_TAG: name,
+            },
+        )
+        yield dg.RunRequest(
+            run_key=f"reconcile-payments-{name}-{day}",
+            asset_selection=sorted(
+                (everything - dg.AssetSelection.assets("whop_memberships", "whop_members")).resolve(
+                    asset_graph
+                )
+            ),
+            tags={
+                **range_tags(pay_first, pay_last),
+                SYNC_MODE_TAG: "reconcile-payments",
+                CONNECTION_TAG: name,
+            },
+        )

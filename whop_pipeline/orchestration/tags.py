@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-# Steps that spend the Whop key's or the Twenty workspace's rate limit run one at a time across
-# runs (dagster.yaml sets the pool limits); the clients' own limiters pace calls within a step.
-WHOP_POOL = "whop_api"
-TWENTY_POOL = "twenty_api"
+from whop_pipeline.settings import CONNECTION_TAG
+
+__all__ = ["CONNECTION_TAG"]
+
+# Which API budget a step spends (shown in the UI; ``whop/api``). The API budgets are a connection's
+# own (its Whop key, its Twenty workspace), and a connection's runs never overlap: dagster.yaml
+# limits runs per ``whop/connection`` value to one, and a run executes its steps in one process,
+# one at a time. So no global pool is needed, and none serialises different connections.
+API_TAG = "whop/api"
+WHOP_API = {API_TAG: "whop"}
+TWENTY_API = {API_TAG: "twenty"}
 
 # How a sync run reads Whop and what it compares (see ``SyncMode``).
 SYNC_MODE_TAG = "whop/sync"

@@ -5,6 +5,7 @@ and serving an ASGI app on a background thread (so tests and the demo run everyt
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import json
 import random
@@ -14,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 
@@ -27,8 +29,38 @@ RECENT_LIMIT = 1000
 
 
 @dataclass
+class SlidingPeak:
+    """The most events seen in any window of ``seconds``, O(1) amortized per event: the deque
+    holds the times inside the window ending at the latest event, and the maximum over all
+    windows is reached by one that ends at an event. Calls are timed on arrival but recorded when
+    they finish, so a time that arrives late is inserted in order (it is near the end)."""
+
+    seconds: float
+    times: collections.deque = field(default_factory=collections.deque)
+    peak: int = 0
+
+    def add(self, at: float) -> None:
+        if not self.times or at >= self.times[-1]:
+            self.times.append(at)
+        else:
+            bisect.insort(self.times, at)
+        latest = self.times[-1]
+        while self.times[0] <= latest - self.seconds:
+            self.times.popleft()
+        self.peak = max(self.peak, len(self.times))
+
+    def reset(self) -> None:
+        self.times.clear()
+        self.peak = 0
+
+
+@dataclass
 class RequestStats:
-    """What the emulator served. ``/_sandbox`` calls are never counted."""
+    """What the emulator served. ``/_sandbox`` calls are never counted.
+
+    With ``window_seconds`` the snapshot also holds the most calls, and the most calls not
+    answered 429, seen in any sliding window of that length (so a client's rate can be checked
+    from outside). Calls are timed on arrival with ``clock``."""
 
     requests: collections.Counter = field(default_factory=collections.Counter)
     recent: collections.deque = field(
@@ -38,14 +70,31 @@ class RequestStats:
     throttled: int = 0
     faults: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    window_seconds: float | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
-    def record(self, method: str, path: str, query: str, status: int) -> None:
+    def __post_init__(self) -> None:
+        seconds = self.window_seconds
+        self._calls = SlidingPeak(seconds) if seconds else None
+        self._admitted = SlidingPeak(seconds) if seconds else None
+
+    def now(self) -> float:
+        return self.clock()
+
+    def record(
+        self, method: str, path: str, query: str, status: int, at: float | None = None
+    ) -> None:
         with self.lock:
             self.total += 1
             self.requests[f"{method} {path}"] += 1
             self.recent.append({"method": method, "path": path, "query": query, "status": status})
             if status == 429:
                 self.throttled += 1
+            if self._calls is not None and self._admitted is not None:
+                at = self.clock() if at is None else at
+                self._calls.add(at)
+                if status != 429:
+                    self._admitted.add(at)
 
     def record_fault(self) -> None:
         with self.lock:
@@ -53,19 +102,27 @@ class RequestStats:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {
+            snapshot = {
                 "requests": dict(self.requests),
                 "recent": list(self.recent),
                 "total": self.total,
                 "throttled": self.throttled,
                 "faults": self.faults,
             }
+            if self._calls is not None and self._admitted is not None:
+                snapshot["window_seconds"] = self.window_seconds
+                snapshot["max_calls_in_window"] = self._calls.peak
+                snapshot["max_admitted_in_window"] = self._admitted.peak
+            return snapshot
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.recent.clear()
             self.total = self.throttled = self.faults = 0
+            for peak in (self._calls, self._admitted):
+                if peak is not None:
+                    peak.reset()
 
 
 @dataclass
@@ -155,18 +212,19 @@ class SandboxMiddleware:
             return
 
         query = scope.get("query_string", b"").decode()
+        arrived = self.stats.now()
         if self.faults.latency_ms:
             await self.faults.sleep(self.faults.latency_ms / 1000)
         fault = self.faults.pick()
         if fault is not None:
             self.stats.record_fault()
             if fault == "drop":
-                self.stats.record(method, path, query, 0)
+                self.stats.record(method, path, query, 0, arrived)
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 raise DroppedConnection(f"sandbox dropped {method} {path}")
             status = int(fault)
             body, headers = self.error_body(status)
-            self.stats.record(method, path, query, status)
+            self.stats.record(method, path, query, status, arrived)
             await send_json(send, status, body, headers)
             return
 
@@ -180,7 +238,23 @@ class SandboxMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            self.stats.record(method, path, query, status_holder["status"])
+            self.stats.record(method, path, query, status_holder["status"], arrived)
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header (scheme in any case), else ``None``.
+    Only picks the account to dispatch to: each emulator still checks the header its own way."""
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def query_value(scope: Scope, name: str) -> str | None:
+    """The last value of query parameter ``name``, else ``None``."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[-1] if values else None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.sandbox.dataset import generate_dataset
 from whop_pipeline.sandbox.twenty import TwentyEmulator, create_twenty_app
+from whop_pipeline.sandbox.twenty.workspaces import TwentyWorkspaces
 from whop_pipeline.sandbox.whop import WhopEmulator, create_whop_app
+from whop_pipeline.sandbox.whop.accounts import WhopAccounts
 
 DEFAULT_WHOP_KEY = "sandbox-whop-key"
 DEFAULT_TWENTY_KEY = "sandbox-twenty-key"
@@ -18,13 +20,51 @@ DEFAULT_WEBHOOK_SECRET = "ws_sandbox_webhook_secret"
 
 
 @dataclass
+class SandboxAccount:
+    """One Whop account and the Twenty workspace it syncs into (``index`` counts from 1)."""
+
+    index: int
+    whop: WhopEmulator
+    twenty: TwentyEmulator
+    whop_api_key: str
+    twenty_api_key: str
+
+    @property
+    def account_id(self) -> str:
+        return self.whop.account_id
+
+    @property
+    def seed(self) -> int:
+        return self.whop.dataset.seed
+
+    @property
+    def workspace_id(self) -> str:
+        return self.twenty.workspace_id
+
+    def configure_webhooks(self, url: str | None, secret: str | None = None) -> None:
+        """Deliver this account's webhooks to ``url`` signed with ``secret`` (see
+        ``WhopEmulator.configure_webhooks``)."""
+        self.whop.configure_webhooks(url, secret)
+
+
+@dataclass
 class Sandbox:
+    """The running emulators. ``whop``, ``twenty`` and the keys are account 1's; ``accounts`` holds
+    every account, all served by the same two servers (the API key picks the account)."""
+
     whop: WhopEmulator
     twenty: TwentyEmulator
     whop_server: BackgroundServer
     twenty_server: BackgroundServer
     whop_api_key: str
     twenty_api_key: str
+    accounts: list[SandboxAccount] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.accounts:
+            self.accounts = [
+                SandboxAccount(1, self.whop, self.twenty, self.whop_api_key, self.twenty_api_key)
+            ]
 
     @property
     def whop_base_url(self) -> str:
@@ -34,30 +74,50 @@ class Sandbox:
     def twenty_url(self) -> str:
         return self.twenty_server.url
 
-    def env(self, **overrides: str) -> dict[str, str]:
-        """The pipeline's environment variables for this sandbox."""
+    def account(self, index: int) -> SandboxAccount:
+        """Account ``index``, counting from 1."""
+        if not 1 <= index <= len(self.accounts):
+            raise IndexError(f"account {index} out of 1..{len(self.accounts)}")
+        return self.accounts[index - 1]
+
+    def env(self, account: int = 1, **overrides: str) -> dict[str, str]:
+        """The pipeline's environment variables for account ``account`` of this sandbox."""
+        chosen = self.account(account)
         values = {
-            "WHOP_API_KEY": self.whop_api_key,
-            "WHOP_ACCOUNT_ID": self.whop.account_id,
+            "WHOP_API_KEY": chosen.whop_api_key,
+            "WHOP_ACCOUNT_ID": chosen.account_id,
             "WHOP_API_BASE_URL": self.whop_base_url,
             "TWENTY_API_URL": self.twenty_url,
-            "TWENTY_API_KEY": self.twenty_api_key,
+            "TWENTY_API_KEY": chosen.twenty_api_key,
         }
-        if self.whop.webhook_secret:
-            values["WHOP_WEBHOOK_SECRET"] = self.whop.webhook_secret
+        if chosen.whop.webhook_secret:
+            values["WHOP_WEBHOOK_SECRET"] = chosen.whop.webhook_secret
         values.update(overrides)
         return values
 
     def stop(self) -> None:
         self.whop_server.stop()
         self.twenty_server.stop()
-        self.whop.close()
+        for chosen in self.accounts:
+            chosen.whop.close()
 
     def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def account_key(base: str, index: int) -> str:
+    """Account 1 keeps ``base``; account i >= 2 uses ``f"{base}-{i}"``."""
+    return base if index == 1 else f"{base}-{index}"
+
+
+def check_accounts(accounts: object) -> int:
+    """``accounts`` if it is a positive integer, else ``ValueError``."""
+    if isinstance(accounts, bool) or not isinstance(accounts, int) or accounts < 1:
+        raise ValueError(f"accounts must be a positive integer, not {accounts!r}")
+    return accounts
 
 
 def start_sandbox(
@@ -83,62 +143,113 @@ def start_sandbox(
     webhook_secret: str | None = None,
     webhook_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0),
     retry_after_seconds: float = 1.0,
+    accounts: int = 1,
 ) -> Sandbox:
     """Generate the dataset, start both emulators on 127.0.0.1 (port 0 = a free one).
 
     ``dataset`` is the preset (tiny, small, large); ``scale`` multiplies its members, memberships
-    and payments (products and plans stay), see ``generate_dataset``."""
-    data = generate_dataset(
-        dataset,  # type: ignore[arg-type]
-        seed=seed,
-        start_date=start_date,
-        now=now,
-        scale=scale,
-    )
-    whop = create_whop_app(
-        data,
-        api_key=whop_api_key,
-        latency_ms=latency_ms,
-        fault_rate=fault_rate if whop_fault_rate is None else whop_fault_rate,
-        fault_seed=fault_seed,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        webhook_retry_delays=webhook_retry_delays,
-        retry_after_seconds=retry_after_seconds,
-    )
-    twenty = create_twenty_app(
-        api_key=twenty_api_key,
-        rate_limit_per_minute=twenty_rate_limit,
-        max_batch=twenty_max_batch,
-        note_target_style=note_target_style,  # type: ignore[arg-type]
-        latency_ms=latency_ms,
-        fault_rate=fault_rate if twenty_fault_rate is None else twenty_fault_rate,
-        fault_seed=fault_seed,
-    )
-    whop_server = BackgroundServer(whop.app, port=whop_port).start()
+    and payments (products and plans stay), see ``generate_dataset``.
+
+    ``accounts`` > 1 serves that many Whop accounts and Twenty workspaces on the same two ports:
+    account i uses dataset seed ``seed + i - 1`` and the keys ``f"{key}-{i}"`` (account 1 keeps
+    the keys as given). The webhook target configures account 1; configure the others with
+    ``sandbox.account(i).configure_webhooks(url, secret)``."""
+    count = check_accounts(accounts)
+    built: list[SandboxAccount] = []
     try:
-        twenty_server = BackgroundServer(twenty.app, port=twenty_port).start()
+        for index in range(1, count + 1):
+            first = index == 1
+            data = generate_dataset(
+                dataset,  # type: ignore[arg-type]
+                seed=seed + index - 1,
+                start_date=start_date,
+                now=now,
+                scale=scale,
+            )
+            # Each account draws its own faults, account 1 exactly as a single account would.
+            account_fault_seed = None if fault_seed is None else fault_seed + index - 1
+            whop = create_whop_app(
+                data,
+                api_key=account_key(whop_api_key, index),
+                latency_ms=latency_ms,
+                fault_rate=fault_rate if whop_fault_rate is None else whop_fault_rate,
+                fault_seed=account_fault_seed,
+                webhook_url=webhook_url if first else None,
+                webhook_secret=webhook_secret if first else None,
+                webhook_retry_delays=webhook_retry_delays,
+                retry_after_seconds=retry_after_seconds,
+            )
+            twenty = create_twenty_app(
+                api_key=account_key(twenty_api_key, index),
+                rate_limit_per_minute=twenty_rate_limit,
+                max_batch=twenty_max_batch,
+                note_target_style=note_target_style,  # type: ignore[arg-type]
+                latency_ms=latency_ms,
+                fault_rate=fault_rate if twenty_fault_rate is None else twenty_fault_rate,
+                fault_seed=account_fault_seed,
+            )
+            built.append(SandboxAccount(index, whop, twenty, whop.api_key, twenty.api_key))
+        # Account ids come from the seeds; two seeds drawing the same id would merge accounts.
+        if len({a.account_id for a in built}) != count:
+            raise ValueError("two accounts drew the same account id; pick another seed")
+        whop_app = WhopAccounts([a.whop for a in built])
+        twenty_app = TwentyWorkspaces([a.twenty for a in built])
+    except Exception:
+        for made in built:
+            made.whop.close()
+        raise
+    whop_server = BackgroundServer(whop_app, port=whop_port).start()
+    try:
+        twenty_server = BackgroundServer(twenty_app, port=twenty_port).start()
     except Exception:
         whop_server.stop()
-        whop.close()
+        for made in built:
+            made.whop.close()
         raise
-    return Sandbox(whop, twenty, whop_server, twenty_server, whop_api_key, twenty_api_key)
+    one = built[0]
+    return Sandbox(
+        one.whop,
+        one.twenty,
+        whop_server,
+        twenty_server,
+        one.whop_api_key,
+        one.twenty_api_key,
+        built,
+    )
 
 
 def describe(sandbox: Sandbox, dataset: str) -> str:
     counts: dict[str, Any] = sandbox.whop.dataset.counts()
     scale = sandbox.whop.dataset.scale
     label = dataset if scale == 1 else f"{dataset} (scale {scale})"
+    several = len(sandbox.accounts) > 1
     lines = [
         f"Whop API v1 emulator   {sandbox.whop_base_url}   key {sandbox.whop_api_key}",
         f"Twenty emulator        {sandbox.twenty_url}   key {sandbox.twenty_api_key}",
         f"dataset {label}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+    ]
+    if several:
+        lines[-1] = f"dataset {label}, per account: " + ", ".join(
+            f"{v} {k}" for k, v in counts.items()
+        )
+        lines += ["", f"{len(sandbox.accounts)} accounts (same ports, the key picks the account):"]
+        lines += [
+            f"  account {a.index}: {a.account_id}  seed {a.seed}  whop key {a.whop_api_key}  "
+            f"twenty key {a.twenty_api_key}  workspace {a.workspace_id}"
+            for a in sandbox.accounts
+        ]
+    lines += [
         "",
-        "# point the pipeline at them:",
+        "# point the pipeline at them" + (" (account 1):" if several else ":"),
         *(f"export {name}={value}" for name, value in sandbox.env().items()),
         "",
         "Control: GET /_sandbox/stats, POST /_sandbox/reset[?data=true] on both; "
         "POST /_sandbox/{memberships,payments}[/{id}], POST /_sandbox/members/{id} on Whop; "
         "GET /_sandbox/dump on both. Ctrl-C stops.",
     ]
+    if several:
+        lines.append(
+            "Accounts: GET /_sandbox/accounts on Whop, GET /_sandbox/workspaces on Twenty; "
+            "address one with ?account=biz_... (Whop) or ?workspace=<id> (Twenty)."
+        )
     return "\n".join(lines)

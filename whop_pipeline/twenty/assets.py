@@ -6,7 +6,8 @@ import dagster as dg
 
 from whop_pipeline.crm.assets import CRM_ASSETS
 from whop_pipeline.crm.build import OBJECTS
-from whop_pipeline.orchestration.tags import TWENTY_POOL, SyncMode
+from whop_pipeline.orchestration.tags import TWENTY_API, SyncMode
+from whop_pipeline.store import connections
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.resource import TwentyResource
@@ -35,7 +36,7 @@ class LoadConfig(dg.Config):
     """Plan only: count what would be written, write nothing to Twenty."""
 
 
-load = {"group_name": "twenty", "kinds": {"twenty"}, "pool": TWENTY_POOL}
+load = {"group_name": "twenty", "kinds": {"twenty"}, "op_tags": TWENTY_API}
 
 
 @dg.asset(**load)
@@ -61,6 +62,7 @@ def twenty_schema(
             "note_body_field": caps.note_body_field,
             "stages": dg.MetadataValue.json(caps.stage_values()),
             "api_calls": calls,
+            "connection": twenty.connection,
         }
     )
 
@@ -70,6 +72,7 @@ def _result(session: TwentyLoad, counts: LoadCounts, **extra: object) -> dg.Mate
     stats = session.client.stats
     metadata: dict[str, object] = {
         "dagster/row_count": counts.created + counts.updated,
+        "connection": session.connection,
         **counts.metadata(),
         **extra,
         "api_calls": stats.calls,
@@ -99,7 +102,7 @@ def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
         with twenty.load_session(
             run_id=context.run.run_id,
             engine=pipeline_db.engine(),
-            connection=pipeline_db.connection_name,
+            connection=pipeline_db.connection,
             log=context.log.info,
             on_retry=context.log.warning,
             dry_run=config.dry_run,
@@ -109,6 +112,14 @@ def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
             extra: dict[str, object] = {"compared": "every record" if full else "changed records"}
             if object_name == "opportunities":
                 extra["without_point_of_contact"] = session.outcome.unlinked_opportunities
+            if not session.dry_run:
+                with pipeline_db.engine().begin() as conn:
+                    connections.record_written(
+                        conn,
+                        session.connection,
+                        context.run.run_id,
+                        counts.created + counts.updated,
+                    )
             return _result(session, counts, **extra)
 
     return load_object

@@ -7,6 +7,7 @@ a prior read), so 429s, 5xx and dropped connections are simply retried
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -22,6 +23,8 @@ from whop_pipeline.lib.http import (
     RetryPolicy,
     send_with_retries,
 )
+from whop_pipeline.lib.preflight import PreflightError, probe
+from whop_pipeline.settings import ENV_NAMES
 from whop_pipeline.twenty.models import FieldMeta, ObjectMeta
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,10 @@ def shared_limiter(workspace_key: str, calls_per_minute: float) -> RateLimiter:
             limiter = RateLimiter(calls_per_minute, per=60, burst=max(1.0, calls_per_minute / 10))
             _limiters[workspace_key] = limiter
         return limiter
+
+
+def env_setting_name(field: str) -> str:
+    return ENV_NAMES.get(field, field)
 
 
 class TwentyError(RuntimeError):
@@ -96,10 +103,14 @@ class TwentyClient:
         timeout: httpx.Timeout | float = httpx.Timeout(60.0, connect=10.0),
         retry: RetryPolicy | None = None,
         on_retry: Callable[[str], None] | None = None,
+        setting_name: Callable[[str], str] = env_setting_name,
     ) -> None:
         self.stats = CallStats()
         self.base_url = base_url.rstrip("/")
-        self.limiter = shared_limiter(self.base_url, calls_per_minute)
+        self._setting = setting_name
+        # A workspace is a (server, key) pair: two workspaces on one server have their own limits.
+        workspace = hashlib.sha256(f"{self.base_url} {api_key}".encode()).hexdigest()[:16]
+        self.limiter = shared_limiter(workspace, calls_per_minute)
         self.retry = retry or RetryPolicy(max_attempts=8, base_delay=1.0)
         self._on_retry = on_retry or log.warning
         self._http = httpx.Client(
@@ -138,7 +149,10 @@ class TwentyClient:
             raise TwentyAuthError(
                 endpoint,
                 response.status_code,
-                [*_messages(response), "check TWENTY_API_KEY and the key's role"],
+                [
+                    *_messages(response),
+                    f"check {self._setting('twenty_api_key')} and the key's role",
+                ],
             )
         if response.status_code == 400:
             raise TwentyBadRequest(endpoint, 400, _messages(response))
@@ -150,6 +164,36 @@ class TwentyClient:
             raise TwentyError(endpoint, response.status_code, ["response is not JSON"]) from None
 
     # --- metadata -------------------------------------------------------------------------------
+
+    def check(self, connection: str) -> None:
+        """One cheap call (one person): ``PreflightError`` in one line when the server is
+        unreachable or refuses the key; retries are for later calls."""
+        response = probe(
+            self._http,
+            "/rest/people",
+            params={"limit": "1"},
+            what=f"connection {connection!r}: Twenty at {self.base_url} "
+            f"({self._setting('twenty_api_url')})",
+        )
+        if response.status_code in (401, 403):
+            raise PreflightError(
+                f"connection {connection!r}: Twenty refused the key (HTTP "
+                f"{response.status_code}: {'; '.join(_messages(response))}); check "
+                f"{self._setting('twenty_api_key')} and that its role can read and write people, "
+                "opportunities, notes and the data model",
+                auth=True,
+            )
+        if response.status_code == 404:
+            raise PreflightError(
+                f"connection {connection!r}: {self.base_url}/rest/people is not found; "
+                f"{self._setting('twenty_api_url')} must be the Twenty server's base URL, "
+                "without /rest"
+            )
+        if response.status_code >= 400:
+            raise PreflightError(
+                f"connection {connection!r}: Twenty answered HTTP {response.status_code}: "
+                + "; ".join(_messages(response))
+            )
 
     def _paged_metadata(self, kind: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

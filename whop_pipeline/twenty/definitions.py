@@ -2,6 +2,9 @@
 
 import dagster as dg
 
-from whop_pipeline.twenty import assets
+from whop_pipeline.twenty import assets, freshness
 
-defs = dg.Definitions(assets=[assets.twenty_schema, *assets.LOAD_ASSET_DEFS])
+defs = dg.Definitions(
+    assets=[assets.twenty_schema, *assets.LOAD_ASSET_DEFS],
+    asset_checks=[freshness.connections_fresh],
+)

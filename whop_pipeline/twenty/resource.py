@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from whop_pipeline.lib.http import RetryPolicy
+from whop_pipeline.lib.preflight import PreflightError
+from whop_pipeline.settings import DEFAULT_CONNECTION, ENV_NAMES
+from whop_pipeline.store import run_connection
 from whop_pipeline.twenty.client import TwentyClient
 from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.models import Capabilities
@@ -22,23 +25,72 @@ _lock = threading.Lock()
 
 
 class TwentyResource(dg.ConfigurableResource):
-    """Write access to one Twenty workspace through its REST API."""
+    """Write access to one Twenty workspace through its REST API.
 
-    api_url: str = Field(description="Server base URL without /rest (TWENTY_API_URL)")
-    api_key: str = Field(description="API key (TWENTY_API_KEY)")
+    The configured URL and key are the environment connection's (``connection_name``); a run
+    tagged with another connection uses that connection's workspace and decrypted key from the
+    table. The first step of a run to use Twenty makes one cheap call and fails in one line when
+    it cannot.
+    """
+
+    api_url: str | None = Field(
+        default=None, description="Server URL without /rest (TWENTY_API_URL)"
+    )
+    api_key: str | None = Field(default=None, description="API key (TWENTY_API_KEY)")
     max_calls_per_minute: float = Field(default=100.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=1000)
     max_attempts: int = Field(
         default=8, ge=1, description="Tries per call on 429, 5xx and connection errors"
     )
+    db_url: str | None = Field(default=None, description="Pipeline database (connections table)")
+    connection_name: str = Field(default=DEFAULT_CONNECTION)
+    _connection: str | None = PrivateAttr(default=None)
+    _api_url: str | None = PrivateAttr(default=None)
+    _api_key: str | None = PrivateAttr(default=None)
+    _setting: Callable[[str], str] | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.run is None:
+            return
+        name = run_connection.run_connection_name(context, self.connection_name)
+        self._connection = name
+        stored = run_connection.stored_settings(self.db_url, name, self.connection_name)
+        if stored is not None:
+            self._api_url = stored.twenty_api_url
+            self._api_key = stored.twenty_api_key
+            self._setting = stored.setting
+        if run_connection.needs_check(context, "twenty"):
+            with self.client() as client:
+                try:
+                    client.check(name)
+                except PreflightError as exc:
+                    run_connection.record_check_failure(self.db_url, name, exc)
+                    raise dg.Failure(description=str(exc), allow_retries=False) from None
+            run_connection.mark_checked(context, "twenty")
+
+    @property
+    def connection(self) -> str:
+        return self._connection or self.connection_name
+
+    @property
+    def workspace_url(self) -> str:
+        return self._api_url or self.api_url or ""
 
     def client(self, on_retry: Callable[[str], None] | None = None) -> TwentyClient:
+        api_key = self._api_key or self.api_key
+        if not self.workspace_url or not api_key:
+            raise dg.Failure(
+                description=f"connection {self.connection!r} has no Twenty workspace: set "
+                "TWENTY_API_URL and TWENTY_API_KEY, or add it with `whop-pipeline connections add`",
+                allow_retries=False,
+            )
         return TwentyClient(
-            base_url=self.api_url,
-            api_key=self.api_key,
+            base_url=self.workspace_url,
+            api_key=api_key,
             calls_per_minute=self.max_calls_per_minute,
             retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=1.0),
             on_retry=on_retry,
+            setting_name=self._setting or (lambda field: ENV_NAMES.get(field, field)),
         )
 
     def capabilities(
@@ -48,7 +100,7 @@ class TwentyResource(dg.ConfigurableResource):
 
         Returns the report of what was created, or None when this run had already done it.
         """
-        key = (run_id, self.api_url)
+        key = (run_id, self.connection, self.workspace_url)
         with _lock:
             cached = _capabilities.get(key)
         if cached is not None:

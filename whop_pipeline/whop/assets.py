@@ -9,7 +9,7 @@ import datetime as dt
 import dagster as dg
 
 from whop_pipeline.orchestration.partitions import DAILY, partition_window
-from whop_pipeline.orchestration.tags import WHOP_POOL, SyncMode
+from whop_pipeline.orchestration.tags import WHOP_API, SyncMode
 from whop_pipeline.store.database import ANALYZE_AFTER_ROWS, analyze
 from whop_pipeline.store.raw import count_raw, newest_member
 from whop_pipeline.store.resource import PipelineDatabase
@@ -23,7 +23,7 @@ from whop_pipeline.whop.resource import WhopResource
 # by id, so reading twice costs nothing but a few rows.
 WINDOW_OVERLAP = dt.timedelta(hours=1)
 PROGRESS_EVERY_PAGES = 20
-extract = {"group_name": "whop", "kinds": {"whop", "sql"}, "pool": WHOP_POOL}
+extract = {"group_name": "whop", "kinds": {"whop", "sql"}, "op_tags": WHOP_API}
 
 
 def _progress(context: dg.AssetExecutionContext, resource: str):
@@ -73,7 +73,7 @@ def _extract(
                 engine,
                 resource=resource,
                 table=table,
-                connection_name=pipeline_db.connection_name,
+                connection_name=pipeline_db.connection,
                 created_after=created_after,
                 created_before=created_before,
                 progress=_progress(context, resource),
@@ -81,8 +81,9 @@ def _extract(
         with engine.begin() as conn:
             grown = [t for t, st in stats.items() if st.counts.inserted >= ANALYZE_AFTER_ROWS]
             analyze(conn, *(RAW_TABLES[t].name for t in grown))
-            mirror_rows = count_raw(conn, listings[0][1], pipeline_db.connection_name)
+            mirror_rows = count_raw(conn, listings[0][1], pipeline_db.connection)
     metadata = _metadata(stats, client, mirror_rows)
+    metadata["connection"] = pipeline_db.connection
     context.log.info(f"{listings[0][1]}: {metadata}")
     return dg.MaterializeResult(metadata=metadata)
 
@@ -124,7 +125,7 @@ def whop_members(
     if SyncMode.is_full(context):
         return _extract(context, whop, pipeline_db, [("members", "members")])
     engine = pipeline_db.engine()
-    connection = pipeline_db.connection_name
+    connection = pipeline_db.connection
     with engine.connect() as conn:
         newest = newest_member(conn, connection)
     stats: dict[str, ExtractStats] = {}
@@ -148,6 +149,7 @@ def whop_members(
                 analyze(conn, "raw_members")
             mirror_rows = count_raw(conn, "members", connection)
     metadata = _metadata(stats, client, mirror_rows)
+    metadata["connection"] = connection
     metadata["mode"] = "new members since the newest in the mirror" if newest else "full scan"
     metadata["referenced_fetched"] = stats["referenced"].fetched
     return dg.MaterializeResult(metadata=metadata)

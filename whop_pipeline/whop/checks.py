@@ -15,10 +15,15 @@ def whop_member_emails_present(pipeline_db: PipelineDatabase) -> dg.AssetCheckRe
     with pipeline_db.engine().connect() as conn:
         total, with_email = conn.execute(
             sa.select(sa.func.count(), sa.func.count(raw_members.c.email)).where(
-                raw_members.c.connection == pipeline_db.connection_name
+                raw_members.c.connection == pipeline_db.connection
             )
         ).one()
-    metadata = {"members": total, "with_email": with_email, "without_email": total - with_email}
+    metadata = {
+        "connection": pipeline_db.connection,
+        "members": total,
+        "with_email": with_email,
+        "without_email": total - with_email,
+    }
     if total and not with_email:
         return dg.AssetCheckResult(
             passed=False,
@@ -46,7 +51,7 @@ def whop_membership_members_present(pipeline_db: PipelineDatabase) -> dg.AssetCh
             ),
         )
         .where(
-            raw_memberships.c.connection == pipeline_db.connection_name,
+            raw_memberships.c.connection == pipeline_db.connection,
             raw_memberships.c.member_id.is_not(None),
             raw_members.c.id.is_(None),
         )
@@ -57,6 +62,7 @@ def whop_membership_members_present(pipeline_db: PipelineDatabase) -> dg.AssetCh
         ).scalar_one()
         sample = conn.execute(orphans.limit(SAMPLE)).all()
     metadata = {
+        "connection": pipeline_db.connection,
         "memberships_without_member": missing,
         "sample": dg.MetadataValue.json([{"membership": m, "member": b} for m, b in sample]),
     }

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 
 from whop_pipeline.lib.http import CallStats, RateLimiter, RetryPolicy, send_with_retries
+from whop_pipeline.lib.preflight import PreflightError, probe
+from whop_pipeline.settings import ENV_NAMES
 from whop_pipeline.whop.models import RESOURCES, Page, WhopModel, parse_object, parse_page
 
 # The one place the API version is pinned (docs/whop-api.md#api-version). Webhooks must use the
@@ -20,6 +22,16 @@ WHOP_API_VERSION_DATE = "2026-10-15-1"
 PAGE_SIZE = 100
 
 log = logging.getLogger(__name__)
+
+
+REQUIRED_PERMISSIONS = (
+    "member:basic:read, member:email:read, payment:basic:read, plan:basic:read and "
+    "access_pass:basic:read"
+)
+
+
+def env_setting_name(field: str) -> str:
+    return ENV_NAMES.get(field, field)
 
 
 class WhopApiError(RuntimeError):
@@ -68,8 +80,10 @@ class WhopClient:
         sleep: Callable[[float], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
         page_size: int = PAGE_SIZE,
+        setting_name: Callable[[str], str] = env_setting_name,
     ) -> None:
         self.account_id = account_id
+        self._setting = setting_name
         self.page_size = page_size
         self.stats = CallStats()
         self.limiter = RateLimiter(max_requests_per_second)
@@ -117,9 +131,7 @@ class WhopClient:
             raise WhopAuthError(
                 endpoint,
                 response.status_code,
-                f"{_error_message(response)}. Check WHOP_API_KEY and that the key has "
-                "member:basic:read, member:email:read, payment:basic:read, plan:basic:read and "
-                "access_pass:basic:read on WHOP_ACCOUNT_ID.",
+                f"{_error_message(response)}. {self._permission_hint()}",
             )
         if response.status_code >= 400:
             raise WhopApiError(endpoint, response.status_code, _error_message(response))
@@ -127,6 +139,34 @@ class WhopClient:
             return response.json()
         except ValueError:
             raise WhopApiError(endpoint, response.status_code, "response is not JSON") from None
+
+    def _permission_hint(self) -> str:
+        return (
+            f"Check {self._setting('whop_api_key')} and that the key has {REQUIRED_PERMISSIONS} "
+            f"on {self._setting('whop_account_id')} ({self.account_id})."
+        )
+
+    def check(self, connection: str) -> None:
+        """One cheap call (the first product): ``PreflightError`` in one line when the API is
+        unreachable or refuses the key; retries are for later calls."""
+        url = self._setting("whop_api_base_url")
+        response = probe(
+            self._http,
+            "/products",
+            params={"account_id": self.account_id, "first": "1"},
+            what=f"connection {connection!r}: Whop at {self._http.base_url} ({url})",
+        )
+        if response.status_code in (401, 403):
+            raise PreflightError(
+                f"connection {connection!r}: Whop refused the key: "
+                f"{_error_message(response)}. {self._permission_hint()}",
+                auth=True,
+            )
+        if response.status_code >= 400:
+            raise PreflightError(
+                f"connection {connection!r}: Whop answered {_error_message(response)} for "
+                f"{self._setting('whop_account_id')} ({self.account_id})"
+            )
 
     def iter_pages(
         self,

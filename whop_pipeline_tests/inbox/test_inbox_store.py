@@ -54,7 +54,7 @@ def ids_of(rows: list[sa.Row]) -> list[int]:
 
 
 def row(conn: sa.Connection, id_: int) -> sa.Row:
-    return get_events(conn, [id_])[0]
+    return get_events(conn, [id_], connection="acme")[0]
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_store_events_reports_each_item_and_dedupes_within_a_batch(engine):
 def test_legacy_names_are_stored_normalized_with_the_original_in_the_payload(engine):
     with engine.begin() as conn:
         put(conn, 1, event_type="membership.went_invalid")
-        stored = get_events(conn, [due_rows(conn, 10)[0].id])[0]
+        stored = get_events(conn, [due_rows(conn, 10)[0].id], connection="acme")[0]
     assert stored.event_type == "membership.deactivated"
     assert stored.payload["type"] == "membership.went_invalid"
 
@@ -108,10 +108,12 @@ def test_due_rows_are_bounded_ordered_and_paged(engine):
     with engine.begin() as conn:
         for n in range(1, 8):
             put(conn, n)
-        first = get_events(conn, ids_of(due_rows(conn, 3)))
+        first = get_events(conn, ids_of(due_rows(conn, 3)), connection="acme")
         assert [r.webhook_id for r in first] == ["msg_0001", "msg_0002", "msg_0003"]
         assert first[0].payload["data"]["id"] == "mem_1"
-        second = get_events(conn, ids_of(due_rows(conn, 3, after_id=first[-1].id)))
+        second = get_events(
+            conn, ids_of(due_rows(conn, 3, after_id=first[-1].id)), connection="acme"
+        )
         assert [r.webhook_id for r in second] == ["msg_0004", "msg_0005", "msg_0006"]
         assert due_rows(conn, 0) == []
 
@@ -122,8 +124,10 @@ def test_claim_done_and_a_second_claim_gets_nothing(engine):
             put(conn, n)
         ids = ids_of(due_rows(conn, 10))
         before_claim = dt.datetime.now(dt.UTC)
-        assert claim(conn, ids[:2], "run-key-1", "run-1") == ids[:2]
-        assert claim(conn, ids, "run-key-2") == ids[2:]  # only what is still pending
+        assert claim(conn, ids[:2], "run-key-1", "run-1", connection="acme") == ids[:2]
+        assert (
+            claim(conn, ids, "run-key-2", connection="acme") == ids[2:]
+        )  # only what is still pending
         assert ids_of(due_rows(conn, 10)) == []
         claimed = row(conn, ids[0])
         assert (claimed.status, claimed.run_key, claimed.run_id) == (
@@ -135,9 +139,9 @@ def test_claim_done_and_a_second_claim_gets_nothing(engine):
         assert set_run_id(conn, "run-key-2", "run-2") == 1
         assert row(conn, ids[2]).run_id == "run-2"
         # A run marks only what it claimed when it says which run it is.
-        assert mark_done(conn, ids, run_key="run-key-1") == ids[:2]
-        assert mark_done(conn, ids) == ids[2:]
-        assert mark_done(conn, ids) == []  # done is final
+        assert mark_done(conn, ids, run_key="run-key-1", connection="acme") == ids[:2]
+        assert mark_done(conn, ids, connection="acme") == ids[2:]
+        assert mark_done(conn, ids, connection="acme") == []  # done is final
         assert status_counts(conn) == {
             "pending": 0,
             "processing": 0,
@@ -153,8 +157,10 @@ def test_failed_rows_come_back_until_they_are_dead(engine):
         put(conn, 2)
         target, other = ids_of(due_rows(conn, 10))
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            assert claim(conn, [target], f"run-{attempt}") == [target]
-            assert mark_failed(conn, [target], RuntimeError(f"boom {attempt}")) == [target]
+            assert claim(conn, [target], f"run-{attempt}", connection="acme") == [target]
+            assert mark_failed(
+                conn, [target], RuntimeError(f"boom {attempt}"), connection="acme"
+            ) == [target]
             failed = row(conn, target)
             assert failed.attempts == attempt
             assert failed.last_error == f"RuntimeError: boom {attempt}"
@@ -165,8 +171,8 @@ def test_failed_rows_come_back_until_they_are_dead(engine):
                 assert ids_of(due_rows(conn, 10, now=later)) == [target, other]
         assert row(conn, target).status == "dead"
         assert ids_of(due_rows(conn, 10)) == [other]
-        assert claim(conn, [target], "run-late") == []  # dead is final
-        assert mark_failed(conn, [target], "again") == []
+        assert claim(conn, [target], "run-late", connection="acme") == []  # dead is final
+        assert mark_failed(conn, [target], "again", connection="acme") == []
         assert status_counts(conn)["dead"] == 1
 
 
@@ -174,10 +180,10 @@ def test_max_attempts_can_be_lowered(engine):
     with engine.begin() as conn:
         put(conn, 1)
         [target] = ids_of(due_rows(conn, 10))
-        mark_failed(conn, [target], "first", max_attempts=2)
+        mark_failed(conn, [target], "first", max_attempts=2, connection="acme")
         assert row(conn, target).status == "failed"
         assert ids_of(due_rows(conn, 10, max_attempts=1)) == []
-        mark_failed(conn, [target], "second", max_attempts=2)
+        mark_failed(conn, [target], "second", max_attempts=2, connection="acme")
         assert row(conn, target).status == "dead"
 
 
@@ -186,8 +192,8 @@ def test_pending_and_retryable_failed_rows_interleave_by_id(engine):
         for n in range(1, 7):
             put(conn, n)
         ids = ids_of(due_rows(conn, 10))
-        claim(conn, ids[::2], "run-1")
-        mark_failed(conn, ids[::2], "transient")
+        claim(conn, ids[::2], "run-1", connection="acme")
+        mark_failed(conn, ids[::2], "transient", connection="acme")
         later = dt.datetime.now(dt.UTC) + retry_delay(1) + dt.timedelta(seconds=1)
         assert ids_of(due_rows(conn, 4, now=later)) == ids[:4]
         assert ids_of(due_rows(conn, 10, after_id=ids[3], now=later)) == ids[4:]
@@ -203,7 +209,7 @@ def test_last_error_is_truncated_and_redacted(engine):
     with engine.begin() as conn:
         put(conn, 1)
         [target] = ids_of(due_rows(conn, 10))
-        mark_failed(conn, [target], ValueError(message))
+        mark_failed(conn, [target], ValueError(message), connection="acme")
         stored = row(conn, target).last_error
     assert len(stored) == ERROR_LIMIT and stored.endswith("…")
     for leaked in (secret, "5f2c1b0e", "abc.def.ghi", "hunter2"):
@@ -217,14 +223,14 @@ def test_release_stale_hands_dead_runs_back(engine):
         for n in range(1, 4):
             put(conn, n)
         ids = ids_of(due_rows(conn, 10))
-        claim(conn, ids[:2], "run-died")
+        claim(conn, ids[:2], "run-died", connection="acme")
         # Backdate one claim: its run has been gone for an hour.
         conn.execute(
             sa.update(webhook_inbox)
             .where(webhook_inbox.c.id == ids[0])
             .values(status_changed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
         )
-        assert release_stale(conn, dt.timedelta(minutes=30)) == [ids[0]]
+        assert release_stale(conn, dt.timedelta(minutes=30), connection="acme") == [ids[0]]
         released = row(conn, ids[0])
         assert (released.status, released.attempts) == ("failed", 1)
         assert "did not finish" in released.last_error
@@ -233,8 +239,8 @@ def test_release_stale_hands_dead_runs_back(engine):
         assert ids_of(due_rows(conn, 10, now=later)) == [ids[0], ids[2]]
         # With a cutoff in the future every processing row is stale.
         future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
-        assert release_stale(conn, future) == [ids[1]]
-        assert release_stale(conn, future) == []
+        assert release_stale(conn, future, connection="acme") == [ids[1]]
+        assert release_stale(conn, future, connection="acme") == []
 
 
 def test_a_row_that_keeps_killing_its_run_ends_dead(engine):
@@ -243,8 +249,8 @@ def test_a_row_that_keeps_killing_its_run_ends_dead(engine):
         [target] = ids_of(due_rows(conn, 10))
         future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
         for _ in range(MAX_ATTEMPTS):
-            assert claim(conn, [target], "run") == [target]
-            assert release_stale(conn, future) == [target]
+            assert claim(conn, [target], "run", connection="acme") == [target]
+            assert release_stale(conn, future, connection="acme") == [target]
         assert row(conn, target).status == "dead"
 
 
@@ -253,10 +259,10 @@ def test_connections_are_isolated(engine):
         put(conn, 1, connection="acme")
         put(conn, 2, connection="globex")
         put(conn, 3, connection="acme")
-        acme = get_events(conn, ids_of(due_rows(conn, 10, connection="acme")))
+        acme = get_events(conn, ids_of(due_rows(conn, 10, connection="acme")), connection="acme")
         assert [r.webhook_id for r in acme] == ["msg_0001", "msg_0003"]
         assert {r.connection for r in acme} == {"acme"}
-        claim(conn, ids_of(acme), "run-acme")
+        claim(conn, ids_of(acme), "run-acme", connection="acme")
         assert status_counts(conn, "acme")["processing"] == 2
         assert status_counts(conn, "globex") == {
             "pending": 1,
@@ -274,9 +280,11 @@ def test_get_events_skips_unknown_ids_and_handles_large_lists(engine):
         for n in range(1, 4):
             put(conn, n)
         ids = ids_of(due_rows(conn, 10))
-        assert ids_of(get_events(conn, [*reversed(ids), 999_999])) == ids
-        assert ids_of(get_events(conn, range(1, 2000))) == ids  # chunked IN lists
-        assert get_events(conn, []) == []
+        assert ids_of(get_events(conn, [*reversed(ids), 999_999], connection="acme")) == ids
+        assert (
+            ids_of(get_events(conn, range(1, 2000), connection="acme")) == ids
+        )  # chunked IN lists
+        assert get_events(conn, [], connection="acme") == []
 
 
 def test_inbox_event_fields_round_trip(engine):
@@ -292,6 +300,22 @@ def test_inbox_event_fields_round_trip(engine):
     )
     with engine.begin() as conn:
         assert store_event(conn, "acme", event, {"id": "msg_x"}) is True
-        stored = get_events(conn, ids_of(due_rows(conn, 1)))[0]
+        stored = get_events(conn, ids_of(due_rows(conn, 1)), connection="acme")[0]
     assert stored.object_updated_at is None
     assert stored.received_at.tzinfo is not None
+
+
+def test_no_write_reaches_another_connections_rows(engine):
+    """Ids of another connection, passed by mistake, are never claimed, marked or read."""
+    with engine.begin() as conn:
+        put(conn, 1, connection="acme")
+        put(conn, 2, connection="globex")
+        ids = ids_of(due_rows(conn, 10, connection="acme")) + ids_of(
+            due_rows(conn, 10, connection="globex")
+        )
+        assert claim(conn, ids, "run-globex", connection="globex") == ids[1:]
+        assert get_events(conn, ids, connection="globex")[0].connection == "globex"
+        assert len(get_events(conn, ids, connection="globex")) == 1
+        assert mark_done(conn, ids, connection="globex") == ids[1:]
+        assert mark_failed(conn, ids, "x", connection="globex") == []
+        assert status_counts(conn, "acme")["pending"] == 1

@@ -47,7 +47,7 @@ def opportunity(pipeline, membership_id):
 
 def statuses(pipeline, ids):
     with pipeline.engine.connect() as conn:
-        return {row.id: row.status for row in store.get_events(conn, ids)}
+        return {row.id: row.status for row in store.get_events(conn, ids, connection="default")}
 
 
 def active_membership(pipeline):
@@ -111,7 +111,7 @@ def test_a_failed_twenty_write_leaves_the_row_failed_and_a_later_run_completes_i
     with pytest.raises(Exception, match="Twenty"):
         process(synced, [row], key="b1", twenty=down)
     with synced.engine.connect() as conn:
-        failed = store.get_events(conn, [row])[0]
+        failed = store.get_events(conn, [row], connection="default")[0]
     assert failed.status == "failed" and failed.attempts == 1 and "Twenty" in failed.last_error
     assert opportunity(synced, membership["id"])["stage"] == "CUSTOMER"
 

@@ -1,8 +1,10 @@
-"""``whop-pipeline webhooks serve``: connections and secrets from the environment (one) or a file
-(several), errors that name the variable, and the command itself serving until Ctrl-C."""
+"""``whop-pipeline webhooks serve``: static secrets from the environment (one) or the deprecated file
+(several), starting with no connection at all (the table is read per delivery), errors that name the
+variable, and the command itself serving until Ctrl-C."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -13,12 +15,16 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
+from cryptography.fernet import Fernet
 
 from whop_pipeline import cli
 from whop_pipeline.inbox.receiver import connection_secrets_from_env
+from whop_pipeline.lib.secrets import KEYS_VAR, SecretBox
 from whop_pipeline.sandbox.common import free_port
 from whop_pipeline.sandbox.whop.webhooks import sign
 from whop_pipeline.settings import SettingsError
+from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.tables import webhook_inbox
 
@@ -87,11 +93,73 @@ def test_connections_file_problems_are_named(tmp_path, content, env, message):
 
 
 @pytest.mark.unit
-def test_serve_without_a_secret_exits_2_naming_the_variable(monkeypatch, capsys):
-    for name in ("WHOP_WEBHOOK_SECRET", "WHOP_PIPELINE_CONNECTIONS_FILE"):
+def test_static_secrets_are_optional_for_serve():
+    assert connection_secrets_from_env({}, required=False) == {}
+    env = {"WHOP_PIPELINE_CONNECTION": "acme"}
+    assert connection_secrets_from_env(env, required=False) == {}
+
+
+@pytest.fixture
+def no_server(monkeypatch, tmp_path) -> list[object]:
+    """``webhooks serve`` up to the point where it would serve (uvicorn's loop is not run)."""
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: started.append(server))
+    for name in (
+        "WHOP_WEBHOOK_SECRET",
+        "WHOP_PIPELINE_CONNECTIONS_FILE",
+        "WHOP_PIPELINE_CONNECTION",
+    ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WHOP_PIPELINE_DB_URL", f"sqlite:///{tmp_path / 'pipeline.db'}")
+    return started
+
+
+@pytest.mark.unit
+def test_serve_starts_without_any_connection_yet(no_server, capsys):
+    """Connections can be added to the table while it runs, so none is needed to start."""
+    assert cli.main(["webhooks", "serve", "--port", "1"]) == 0
+    assert len(no_server) == 1
+    out = capsys.readouterr().out
+    assert "no connection has a webhook secret yet" in out
+    assert "connections table is read per delivery" in out
+
+
+@pytest.mark.unit
+def test_serve_prints_the_connections_it_serves_by_name_only(no_server, monkeypatch, capsys):
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv(KEYS_VAR, key)
+    monkeypatch.setenv("WHOP_WEBHOOK_SECRET", SECRET)
+    db_url = os.environ["WHOP_PIPELINE_DB_URL"]
+    now = dt.datetime.now(dt.UTC)
+    with get_engine(db_url).begin() as conn:
+        for name, secret in (("acme", "ws_acme_table"), ("globex", "ws_globex_table")):
+            connections.save(
+                conn,
+                SecretBox.from_env(),
+                name=name,
+                whop_account_id=f"biz_{name}",
+                twenty_api_url="http://twenty.test",
+                whop_api_key="whop-key",
+                twenty_api_key="twenty-key",
+                webhook_secret=secret,
+                now=now,
+            )
+        connections.disconnect(conn, "globex", now=now)
+    assert cli.main(["webhooks", "serve", "--port", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:1/webhooks/whop/acme" in out
+    assert "http://127.0.0.1:1/webhooks/whop/default" in out  # the environment connection
+    assert "globex" not in out
+    for secret in (SECRET, "ws_acme_table", key, "whop-key", "twenty-key"):
+        assert secret not in out
+
+
+@pytest.mark.unit
+def test_serve_with_a_bad_cache_setting_exits_2_naming_the_variable(no_server, monkeypatch, capsys):
+    monkeypatch.setenv("WHOP_PIPELINE_SECRET_CACHE_SECONDS", "forever")
     assert cli.main(["webhooks", "serve", "--port", "1"]) == 2
-    assert "WHOP_WEBHOOK_SECRET is not set" in capsys.readouterr().err
+    assert "WHOP_PIPELINE_SECRET_CACHE_SECONDS" in capsys.readouterr().err
+    assert no_server == []
 
 
 @pytest.mark.sandbox

@@ -1,9 +1,10 @@
-"""Helpers for tests that put webhook events straight into the inbox (no HTTP)."""
+"""Helpers for tests that put webhook events straight into the inbox (no HTTP), or sign them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from typing import Any
 
 from whop_pipeline.inbox.events import parse_envelope
@@ -43,3 +44,18 @@ def later(timestamp: str, seconds: int) -> str:
         seconds=seconds
     )
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def signed_headers(
+    body: bytes, secret: str, webhook_id: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers signed the way Whop signs: HMAC keyed by the secret's raw bytes."""
+    from whop_pipeline.sandbox.whop.webhooks import sign
+
+    sent = int(time.time()) if timestamp is None else timestamp
+    return {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(sent),
+        "webhook-signature": sign(secret, webhook_id, sent, body),
+    }

@@ -81,6 +81,7 @@ def test_sqlite_and_postgres_get_the_same_schema(sqlite_url, pg_url):
         "mirror_changes",
         "crm_records",
         "crm_builds",
+        "connections",
     }
     assert sqlite_schema == postgres_schema
 
@@ -101,11 +102,13 @@ def test_upgrade_is_idempotent(db_url):
 
 
 def test_every_table_carries_the_connection(db_url):
+    """Every data table is keyed by connection; ``connections`` is keyed by its name."""
     inspector = sa.inspect(migrated(db_url))
     for table in inspector.get_table_names():
-        if table != "alembic_version":
+        if table not in ("alembic_version", "connections"):
             names = {c["name"] for c in inspector.get_columns(table)}
             assert "connection" in names, table
+    assert inspector.get_pk_constraint("connections")["constrained_columns"] == ["name"]
 
 
 def test_the_schema_revision_constant_is_the_migrations_head():

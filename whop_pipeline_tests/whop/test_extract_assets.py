@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 import dagster as dg
 import pytest
@@ -53,7 +54,10 @@ def test_full_range_mirrors_everything_in_the_fewest_calls(pipeline):
         for name in ("members", "products", "plans", "memberships", "payments"):
             assert count_raw(conn, name, "default") == len(data.rendered(name)), name
     stats = pipeline.whop_stats()
-    # One call per page of 100; the emulator's last page says has_next_page: false.
+    # One call per page of 100; the emulator's last page says has_next_page: false. Plus the
+    # run's one preflight call (the first product), made once for the whole run.
+    preflight = [r for r in stats["recent"] if re.search(r"(^|&)first=1(&|$)", r["query"])]
+    assert len(preflight) == 1 and "/products" in preflight[0]["path"]
     for path, kind in [
         ("members", "members"),
         ("products", "products"),
@@ -61,8 +65,9 @@ def test_full_range_mirrors_everything_in_the_fewest_calls(pipeline):
         ("memberships", "memberships"),
         ("payments", "payments"),
     ]:
-        assert calls(stats, path) == math.ceil(len(data.rendered(kind)) / 100), path
-    assert stats["total"] == 5
+        expected = math.ceil(len(data.rendered(kind)) / 100) + (path == "products")
+        assert calls(stats, path) == expected, path
+    assert stats["total"] == 6
 
     metadata = result.asset_materializations_for_node("whop_payments")[0].metadata
     assert metadata["fetched"].value == len(data.rendered("payments"))
@@ -73,6 +78,7 @@ def test_full_range_mirrors_everything_in_the_fewest_calls(pipeline):
         "whop_member_emails_present": True,
         "whop_membership_members_present": True,
     }
+    assert metadata["connection"].value == "default"
 
 
 def test_a_second_run_changes_nothing(sqlite_pipeline):
@@ -176,11 +182,14 @@ def test_a_wrong_key_fails_the_asset_with_a_clear_message(sqlite_pipeline):
         raise_on_error=False,
     )
     assert not result.success
-    error = result.get_step_failure_events()[0].event_specific_data.error
-    cause = error.cause
-    assert cause.cls_name == "WhopAuthError"
-    assert "401" in cause.message and "WHOP_API_KEY" in cause.message
-    assert "sk-not-the-right-key-7f3a" not in cause.to_string()
+    # The run's one preflight call fails the resource before any step starts.
+    [failure] = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE
+    ]
+    error = failure.event_specific_data.error
+    assert "connection 'default': Whop refused the key: HTTP 401" in error.message
+    assert "WHOP_API_KEY" in error.message and "member:email:read" in error.message
+    assert "sk-not-the-right-key-7f3a" not in error.to_string()
     assert sqlite_pipeline.whop_stats()["total"] == 1
 
 

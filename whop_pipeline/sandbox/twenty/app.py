@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -32,12 +33,13 @@ from whop_pipeline.sandbox.common import (
 )
 from whop_pipeline.sandbox.twenty import metadata_routes, rest
 from whop_pipeline.sandbox.twenty.errors import TwentyError, error_body, throttled
-from whop_pipeline.sandbox.twenty.ratelimit import WorkspaceThrottle
+from whop_pipeline.sandbox.twenty.ratelimit import LONG_WINDOW_MS, WorkspaceThrottle
 from whop_pipeline.sandbox.twenty.records import RecordStore, clone
 from whop_pipeline.sandbox.twenty.standard import build_standard_objects
 from whop_pipeline.sandbox.twenty.values import now_iso
 
 APP_VERSION = "1.23.0"
+WORKSPACE_NAMESPACE = uuid.UUID("6f1c2a4e-3b7d-5e8f-9a0b-1c2d3e4f5a6b")
 NoteTargetStyle = Literal["current", "legacy"]
 Handler = Callable[[Request, Any], tuple[int, dict[str, Any]]]
 
@@ -56,19 +58,22 @@ class TwentyEmulator:
         fault_rate: float = 0.0,
         fault_seed: int | None = None,
         api_key_name: str = "Sandbox API key",
+        workspace_id: str | None = None,
     ) -> None:
         if note_target_style not in ("current", "legacy"):
             raise ValueError("note_target_style must be 'current' or 'legacy'")
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.api_key = api_key
+        self.workspace_id = workspace_id or default_workspace_id(api_key)
         self.api_key_name = api_key_name
         self.max_batch = max_batch
         self.note_target_style: NoteTargetStyle = note_target_style
         self.lock = threading.RLock()
         self.store = self._fresh_store()
         self.throttle = WorkspaceThrottle(rate_limit_per_minute)
-        self.stats = RequestStats()
+        # The window matches the long throttle bucket, so the stats show the busiest minute.
+        self.stats = RequestStats(window_seconds=LONG_WINDOW_MS / 1000)
         self.faults = FaultPlan(latency_ms=latency_ms, rate=fault_rate, seed=fault_seed)
         self.app: ASGIApp = SandboxMiddleware(
             ApiGate(self, build_routes(self)),
@@ -138,9 +143,11 @@ def create_twenty_app(
     latency_ms: float = 0,
     fault_rate: float = 0.0,
     fault_seed: int | None = None,
+    workspace_id: str | None = None,
 ) -> TwentyEmulator:
     return TwentyEmulator(
         api_key=api_key,
+        workspace_id=workspace_id,
         rate_limit_per_minute=rate_limit_per_minute,
         max_batch=max_batch,
         note_target_style=note_target_style,
@@ -148,6 +155,12 @@ def create_twenty_app(
         fault_rate=fault_rate,
         fault_seed=fault_seed,
     )
+
+
+def default_workspace_id(api_key: str) -> str:
+    """A stable UUID per API key: workspaces are told apart by key, and the id stays the same
+    across restarts."""
+    return str(uuid.uuid5(WORKSPACE_NAMESPACE, api_key))
 
 
 class ApiGate:

@@ -1,0 +1,44 @@
+"""The commands' first step: resolve the connection and make one cheap call to each API, so a
+wrong URL, an unknown host or a refused key stops the command within seconds, in one line."""
+
+from __future__ import annotations
+
+import os
+
+from whop_pipeline.settings import ConnectionSettings, db_url_from_env
+from whop_pipeline.store import connections
+from whop_pipeline.store.database import get_engine
+from whop_pipeline.twenty.client import TwentyClient
+from whop_pipeline.whop.client import WhopClient
+
+
+def check_connection(settings: ConnectionSettings) -> None:
+    """``PreflightError`` naming the connection, the setting and the cause, or nothing."""
+    with WhopClient(
+        base_url=settings.whop_api_base_url,
+        api_key=settings.whop_api_key,
+        account_id=settings.whop_account_id,
+        setting_name=settings.setting,
+    ) as whop:
+        whop.check(settings.name)
+    with TwentyClient(
+        base_url=settings.twenty_api_url,
+        api_key=settings.twenty_api_key,
+        setting_name=settings.setting,
+    ) as twenty:
+        twenty.check(settings.name)
+
+
+def default_connection_name() -> str:
+    """``sync`` without ``--connection``: the environment connection's name, else ``default``."""
+    return connections.environment_connection(os.environ) or "default"
+
+
+def resolve(name: str) -> ConnectionSettings:
+    with get_engine(db_url_from_env()).connect() as conn:
+        return connections.resolve(conn, name)
+
+
+def schedulable() -> list[str]:
+    with get_engine(db_url_from_env()).connect() as conn:
+        return connections.schedulable(conn)
