@@ -148,10 +148,24 @@ def wait_for_runs(instance: Any, run_ids: Sequence[str], timeout: float) -> dict
 
 
 def failure_of(instance: Any, run_id: str) -> str | None:
+    """The run's first step or resource error, as the connection records it; for a run that
+    failed before any step (its process never started, say), the errors of its run-level events."""
     from whop_pipeline.orchestration.outcomes import first_error
 
     found = first_error(instance, run_id)
-    return found[0] if found else None
+    if found:
+        return found[0]
+    messages = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key:
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            messages.append(f"{event.event_type_value}: {error.to_string().strip()}")
+        elif event.event_type_value in ("RUN_FAILURE", "PIPELINE_FAILURE", "ENGINE_EVENT"):
+            messages.append(f"{event.event_type_value}: {entry.message}")
+    return "\n".join(messages) or None
 
 
 def max_concurrent_connections(runs: Sequence[dict[str, Any]]) -> int:
@@ -173,14 +187,26 @@ def overlaps_within_connection(runs: Sequence[dict[str, Any]]) -> list[str]:
     """Each connection whose runs, in start order, do not each start after the previous ended."""
     found = []
     for connection in sorted({r["connection"] for r in runs}):
+        # A run that never started (it failed at launch) cannot overlap another.
         own = sorted(
-            (r for r in runs if r["connection"] == connection), key=lambda r: r["start"] or 0
+            (r for r in runs if r["connection"] == connection and r["start"] is not None),
+            key=lambda r: r["start"],
         )
         for before, after in itertools.pairwise(own):
-            if None in (before["end"], after["start"]) or after["start"] < before["end"]:
+            if before["end"] is None or after["start"] < before["end"]:
                 found.append(connection)
                 break
     return found
+
+
+def dequeued_at(instance: Any, run_id: str) -> float | None:
+    """When the daemon took the run off the queue and launched it (its RUN_STARTING event); the
+    run's start follows once its process has started and loaded the code."""
+    import dagster as dg
+
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_STARTING):
+        return entry.timestamp
+    return None
 
 
 def run_rows(instance: Any, launched: Sequence[Launched], records: dict[str, Any]) -> list[dict]:
@@ -195,6 +221,8 @@ def run_rows(instance: Any, launched: Sequence[Launched], records: dict[str, Any
                 "label": item.label,
                 "status": status,
                 "submitted": item.submitted,
+                "created": record.create_timestamp.timestamp() if record else None,
+                "dequeued": dequeued_at(instance, item.run_id),
                 "start": record.start_time if record else None,
                 "end": record.end_time if record else None,
                 "error": failure_of(instance, item.run_id) if status == "FAILURE" else None,
@@ -383,9 +411,10 @@ def run(
         else:
             results["ratio"] = None
         results["other_runs"] = len(instance.get_run_records()) - len(launched) - 1
-        results["daemon_log_tail"] = (
-            daemon.log()[-3000:] if any(r["status"] != "SUCCESS" for r in runs) else None
-        )
+        failed = [r["run_id"] for r in [*runs, solo_row] if r["status"] != "SUCCESS"]
+        results["daemon_log_of_failed_runs"] = [
+            line for line in daemon.log().splitlines() if any(i in line for i in failed)
+        ][-40:]
     return results
 
 
@@ -413,15 +442,20 @@ def lines(r: dict[str, Any]) -> list[str]:
     for run in runs:
         if run["status"] != "SUCCESS":
             out.append(
-                f"    {run['connection']} ({run['label']}) {run['status']}: {run['error'] or ''}"
+                f"    {run['connection']} ({run['label']}, run {run['run_id']}) {run['status']}:"
+                f" {run['error'] or 'no error recorded'}"
             )
-    out.append("  timeline (seconds after the first launch: start → end of each run):")
+    out.append(
+        "  timeline (seconds after the first launch: launched, taken off the queue, ran start → end):"
+    )
     for connection in sorted({run["connection"] for run in runs}):
         own = sorted(
             (x for x in runs if x["connection"] == connection), key=lambda x: x["start"] or 0
         )
         spans = "; ".join(
-            f"{x['label']} {_offset(x['start'], began)} → {_offset(x['end'], began)}" for x in own
+            f"{x['label']} {_offset(x['submitted'], began)}, {_offset(x['dequeued'], began)},"
+            f" {_offset(x['start'], began)} → {_offset(x['end'], began)}"
+            for x in own
         )
         out.append(f"    {connection}: {spans}")
     overlapping = r["overlapping_connections"]
@@ -469,8 +503,8 @@ def lines(r: dict[str, Any]) -> list[str]:
         f"  with the {SECOND_RUNS} second runs queued behind their connections' first:"
         f" {_seconds(x_all)} wall"
     )
-    if r.get("daemon_log_tail"):
-        out += ["  daemon log (tail):", r["daemon_log_tail"]]
+    if r.get("daemon_log_of_failed_runs"):
+        out += ["  daemon log, lines about the failed runs:", *r["daemon_log_of_failed_runs"]]
     return out
 
 

@@ -159,3 +159,10 @@ def test_dg_check_defs():
         [dg_cli, "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=180
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_run_names_its_connection(definitions):
+    """Hand-launched runs carry the environment connection's tag (schedules, the sensor, the CLI
+    and tagged backfills set their own), so the per-connection run limit covers them too."""
+    for job in ("whop_sync_job", "whop_inbox_job"):
+        assert definitions.resolve_job_def(job).tags["whop/connection"] == "default"

@@ -131,8 +131,10 @@ def _add_inbox(sub: argparse._SubParsersAction) -> None:
         "opportunities and notes to Twenty, through the same job the sensor launches.",
     )
     process.add_argument("--batch-size", type=int, default=500)
+    process.add_argument("--connection", metavar="NAME", help="default: the environment's")
     process.set_defaults(handler="whop_pipeline.cli.inbox:main")
     status = isub.add_parser("status", help="count inbox rows by status")
+    status.add_argument("--connection", metavar="NAME", help="default: the environment's")
     status.set_defaults(handler="whop_pipeline.cli.inbox:status_main")
 
 
@@ -219,7 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_demo, _add_sync, _add_sandbox, _add_webhooks, _add_inbox, _add_db):
         add(sub)
     _add_connections(sub)
+    _accept_verbose_everywhere(parser)
     return parser
+
+
+def _accept_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` after any command too (``sync --verbose``), not only before it."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for child in getattr(action, "choices", {}).values():
+            child.add_argument(
+                "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
+            _accept_verbose_everywhere(child)
 
 
 def _resolve(handler: str) -> Callable[[argparse.Namespace], int]:

@@ -90,7 +90,9 @@ def add_main(args: argparse.Namespace) -> int:
             whop_api_base_url=args.whop_api_base_url,
             now=_now(),
         )
-    verb = "reconnected" if existing and existing.status == "disconnected" else "added"
+    verb = {"disconnected": "reconnected", "needs_reauth": "re-authenticated"}.get(
+        existing.status if existing else "", "added"
+    )
     print(f"{verb} connection {args.name!r}: Whop {args.whop_account} -> {args.twenty_url}")
     if webhook_secret:
         print(f"webhooks: point Whop at <receiver>/webhooks/whop/{args.name}")

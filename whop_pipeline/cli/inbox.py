@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from whop_pipeline.cli import preflight
 from whop_pipeline.cli.local import local_instance
 from whop_pipeline.inbox import store
-from whop_pipeline.orchestration.tags import INBOX_BATCH_TAG
-from whop_pipeline.settings import load_settings
+from whop_pipeline.orchestration.tags import CONNECTION_TAG, INBOX_BATCH_TAG
+from whop_pipeline.settings import db_url_from_env
 from whop_pipeline.store.database import get_engine
 
 
@@ -21,18 +22,21 @@ def process_pending(
     *,
     instance: dg.DagsterInstance | None = None,
     printer: Callable[[str], None] = print,
+    connection: str | None = None,
 ) -> int:
-    """Run ``whop_inbox_job`` in-process until no row is due; returns the rows marked done."""
-    settings = load_settings()
+    """Run ``whop_inbox_job`` for one connection in-process until none of its rows is due;
+    returns the rows marked done."""
+    name = connection or preflight.default_connection_name()
+    preflight.check_connection(preflight.resolve(name))
     from whop_pipeline.definitions import build_defs
 
     job = build_defs().resolve_job_def("whop_inbox_job")
-    engine = get_engine(settings.db_url)
+    engine = get_engine(db_url_from_env())
     done = 0
     with local_instance(instance) as instance:
         while True:
             with engine.connect() as conn:
-                due = store.due_rows(conn, batch_size, connection=settings.connection.name)
+                due = store.due_rows(conn, batch_size, connection=name)
             if not due:
                 break
             ids = [row.id for row in due]
@@ -43,7 +47,7 @@ def process_pending(
                     "ops": {"whop_webhook_inbox": {"config": {"inbox_ids": ids}}},
                     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
                 },
-                tags={INBOX_BATCH_TAG: key},
+                tags={INBOX_BATCH_TAG: key, CONNECTION_TAG: name},
                 raise_on_error=False,
             )
             materializations = result.asset_materializations_for_node("whop_webhook_inbox")
@@ -56,14 +60,14 @@ def process_pending(
 
 
 def main(args: argparse.Namespace) -> int:
-    done = process_pending(args.batch_size)
+    done = process_pending(args.batch_size, connection=args.connection)
     print(f"{done} webhook events applied")
     return status_main(args)
 
 
-def status_main(_args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with get_engine(settings.db_url).connect() as conn:
-        counts = store.status_counts(conn, settings.connection.name)
+def status_main(args: argparse.Namespace) -> int:
+    name = args.connection or preflight.default_connection_name()
+    with get_engine(db_url_from_env()).connect() as conn:
+        counts = store.status_counts(conn, name)
     print("  ".join(f"{status}={count}" for status, count in counts.items()))
     return 1 if counts.get("dead") else 0

@@ -1,6 +1,16 @@
 """The jobs: the sync (Whop → mirror → CRM records → Twenty) and the webhook inbox batch."""
 
+import os
+
 import dagster as dg
+
+from whop_pipeline.orchestration.tags import CONNECTION_TAG
+from whop_pipeline.settings import DEFAULT_CONNECTION
+
+# A run launched by hand names no connection: it is the environment connection's, and says so, so
+# the per-connection run limit and the UI's tag filter cover it too. Schedules, the sensor, the
+# CLI and backfills tagged whop/connection=NAME override this.
+DEFAULT_TAGS = {CONNECTION_TAG: os.environ.get("WHOP_PIPELINE_CONNECTION") or DEFAULT_CONNECTION}
 
 SYNC_GROUPS = ("whop", "crm", "twenty")
 
@@ -12,10 +22,12 @@ whop_sync_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*SYNC_GROUPS) - dg.AssetSelection.checks(FRESHNESS_CHECK),
     description="Whop → raw mirror → CRM records → Twenty; memberships and payments over a range "
     "of daily partitions, the rest following what changed.",
+    tags=DEFAULT_TAGS,
 )
 
 whop_inbox_job = dg.define_asset_job(
     "whop_inbox_job",
     selection=dg.AssetSelection.groups("inbox"),
     description="Apply one batch of webhook events and push what changed to Twenty.",
+    tags=DEFAULT_TAGS,
 )

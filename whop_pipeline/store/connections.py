@@ -188,7 +188,12 @@ def save(
     if not ACCOUNT_PATTERN.match(whop_account_id):
         raise ConnectionProblem(f"Whop account id {whop_account_id!r} must look like biz_...")
     existing = get(conn, name)
-    if existing and existing.status != "disconnected" and not existing.from_environment:
+    # A disconnected connection is reconnected; one whose key was refused gets its new key.
+    if (
+        existing
+        and existing.status not in ("disconnected", "needs_reauth")
+        and not existing.from_environment
+    ):
         raise ConnectionProblem(
             f"connection {name!r} already exists ({existing.status}); disconnect it first"
         )
@@ -248,10 +253,17 @@ def ensure_environment_row(
     )
 
 
+REAUTH_HINT = (
+    "; give it a working key with `whop-pipeline connections add {name} ...` (or fix the "
+    "environment variable and `whop-pipeline connections resume {name}`)"
+)
+
+
 def set_status(conn: sa.Connection, name: str, status: str, *, error: str | None = None) -> None:
     values: dict[str, object] = {"status": status}
     if error is not None:
-        values["last_error"] = error
+        hint = REAUTH_HINT.format(name=name) if status == "needs_reauth" else ""
+        values["last_error"] = (error + hint)[:2000]
     result = conn.execute(sa.update(connections).where(connections.c.name == name).values(values))
     if result.rowcount == 0:
         raise ConnectionProblem(f"no connection named {name!r}")

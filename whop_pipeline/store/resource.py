@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr
 
 from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_DB_URL
 from whop_pipeline.store.database import get_engine
-from whop_pipeline.store.run_connection import run_connection_name
+from whop_pipeline.store.run_connection import name_run, run_connection_name
 
 
 class PipelineDatabase(dg.ConfigurableResource):
@@ -29,6 +29,7 @@ class PipelineDatabase(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._connection = run_connection_name(context, self.connection_name)
+        name_run(context, self._connection)
 
     @property
     def connection(self) -> str:

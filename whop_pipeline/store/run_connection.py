@@ -29,6 +29,14 @@ def run_connection_name(context: dg.InitResourceContext, fallback: str) -> str:
     return (run.tags.get(CONNECTION_TAG) if run is not None else None) or fallback
 
 
+def name_run(context: dg.InitResourceContext, name: str) -> None:
+    """Tag a run that named no connection (an untagged backfill, say) with the one it works for,
+    so the UI's filter by connection finds it."""
+    run = context.run
+    if run is not None and CONNECTION_TAG not in run.tags and context.instance is not None:
+        context.instance.add_run_tags(run.run_id, {CONNECTION_TAG: name})
+
+
 def engine_for(db_url: str | None) -> sa.Engine:
     return get_engine(db_url or DEFAULT_DB_URL)
 

@@ -81,7 +81,9 @@ class TwentyResource(dg.ConfigurableResource):
         if not self.workspace_url or not api_key:
             raise dg.Failure(
                 description=f"connection {self.connection!r} has no Twenty workspace: set "
-                "TWENTY_API_URL and TWENTY_API_KEY, or add it with `whop-pipeline connections add`",
+                "TWENTY_API_URL and TWENTY_API_KEY, or add it with `whop-pipeline connections add`"
+                " (a run or backfill without a whop/connection tag is for the environment "
+                "connection: tag it whop/connection=NAME)",
                 allow_retries=False,
             )
         return TwentyClient(

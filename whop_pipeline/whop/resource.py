@@ -66,7 +66,9 @@ class WhopResource(dg.ConfigurableResource):
         if not api_key or not account_id:
             raise dg.Failure(
                 description=f"connection {self.connection!r} has no Whop credentials: set "
-                "WHOP_API_KEY and WHOP_ACCOUNT_ID, or add it with `whop-pipeline connections add`",
+                "WHOP_API_KEY and WHOP_ACCOUNT_ID, or add it with `whop-pipeline connections add`"
+                " (a run or backfill without a whop/connection tag is for the environment "
+                "connection: tag it whop/connection=NAME)",
                 allow_retries=False,
             )
         return WhopClient(

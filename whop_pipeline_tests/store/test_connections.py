@@ -182,3 +182,22 @@ def test_freshness_allows_twice_the_incremental_interval(last_success, fresh):
     assert result.fresh is fresh
     if not fresh:
         assert "acme" in result.describe() and "unreachable" in result.describe()
+
+
+def test_a_connection_whose_key_was_refused_takes_a_new_key(sqlite_url, encryption_key):
+    add_connection(sqlite_url, "acme", status="needs_reauth")
+    with get_engine(sqlite_url).begin() as conn:
+        connections.set_status(conn, "acme", "needs_reauth", error="Whop refused the key")
+        assert "connections add acme" in connections.require(conn, "acme").last_error
+        again = connections.save(
+            conn,
+            SecretBox.from_env(),
+            name="acme",
+            whop_account_id="biz_test",
+            twenty_api_url="http://x",
+            whop_api_key="new-key",
+            twenty_api_key="t",
+            now=NOW,
+        )
+        assert again.status == "active" and again.last_error is None
+        assert connections.resolve(conn, "acme").whop_api_key == "new-key"
