@@ -26,6 +26,8 @@ import datetime as dt
 import itertools
 import json
 import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -116,6 +118,16 @@ def stop_schedules(instance: Any, context: Any) -> None:
     for name in SCHEDULES:
         schedule = repository.get_schedule(name)
         instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+
+
+def process_cpu_s() -> float:
+    """CPU seconds this process has used: the emulators of every account serve from its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def durations(runs: Sequence[dict[str, Any]], first: str, last: str) -> list[float]:
+    return [r[last] - r[first] for r in runs if r[first] is not None and r[last] is not None]
 
 
 def wait_for_daemon(instance: Any, timeout: float) -> None:
@@ -326,6 +338,7 @@ def run(
         "dataset": dataset,
         "partitions": [*partitions, len(keys)],
         "twenty_limit_per_minute": TWENTY_PER_MINUTE,
+        "cpus": os.cpu_count(),
     }
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(common.pipeline_database(db_url, keep))
@@ -366,7 +379,7 @@ def run(
         launcher = Launcher(context)
 
         # --- N connections at once, and a second run for three of them ---------------------
-        began = time.time()
+        began, cpu_before = time.time(), process_cpu_s()
         launched = [launcher.launch(name, "first", partitions) for name in names]
         launched += [launcher.launch(name, "second", partitions) for name in names[:SECOND_RUNS]]
         print(
@@ -375,6 +388,7 @@ def run(
             flush=True,
         )
         records = wait_for_runs(instance, [item.run_id for item in launched], timeout)
+        results["this_process_cpu_s"] = process_cpu_s() - cpu_before
         runs = run_rows(instance, launched, records)
         firsts = [r for r in runs if r["label"] == "first"]
         results["runs"] = runs
@@ -492,6 +506,22 @@ def lines(r: dict[str, Any]) -> list[str]:
         f" {sw['max_admitted_in_window']}; correctness"
         f" {'ok' if solo['correctness']['ok'] else 'FAILED: ' + solo['correctness']['problem']}"
     )
+    out.append(
+        f"  where the time goes ({r['cpus']} CPUs; this process, which serves every account's"
+        f" emulators and launches the runs, used {r['this_process_cpu_s']:.0f} CPU s):"
+    )
+    for label, first_key, last_key in (
+        ("launch → taken off the queue", "submitted", "dequeued"),
+        ("taken off the queue → run started (its process up)", "dequeued", "start"),
+        ("run started → ended", "start", "end"),
+    ):
+        many = durations([x for x in runs if x["label"] == "first"], first_key, last_key)
+        one = durations([solo], first_key, last_key)
+        out.append(
+            f"    {label}: first runs median"
+            f" {_seconds(statistics.median(many) if many else None)},"
+            f" max {_seconds(max(many) if many else None)}; alone {_seconds(one[0] if one else None)}"
+        )
     x, y, ratio = r["wall_first_s"], r["wall_solo_s"], r["ratio"]
     x_all = r["wall_all_s"]
     out.append(

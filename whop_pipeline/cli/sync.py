@@ -22,7 +22,7 @@ from whop_pipeline.orchestration.partitions import daily_partitions, trailing_ke
 from whop_pipeline.orchestration.schedules import INCREMENTAL_DAYS
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, range_tags
 from whop_pipeline.settings import db_url_from_env
-from whop_pipeline.store import connections
+from whop_pipeline.store import connections, sync_history
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.run_connection import CHECKED_TAG_PREFIX, record_check_failure
 from whop_pipeline.twenty.assets import LOAD_ASSETS
@@ -200,7 +200,7 @@ def run_sync(
     started = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         _ensure_row(conn, settings, started)
-        connections.record_sync_start(conn, name, run_id, started)
+        sync_history.record_sync_start(conn, name, run_id, started)
     done = threading.Event()
     asset_names = {key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()}
     with local_instance(instance) as instance:
@@ -241,7 +241,7 @@ def run_sync(
             done.set()
             watcher.join()
             with engine.begin() as conn:
-                connections.record_sync_end(
+                sync_history.record_sync_end(
                     conn,
                     name,
                     run_id,

@@ -16,7 +16,7 @@ import dagster as dg
 from whop_pipeline.orchestration.jobs import whop_inbox_job, whop_sync_job
 from whop_pipeline.orchestration.tags import CONNECTION_TAG
 from whop_pipeline.settings import SettingsError, load_settings
-from whop_pipeline.store import connections
+from whop_pipeline.store import connections, sync_history
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty import freshness
 
@@ -85,7 +85,7 @@ def connection_sync_started(context: dg.RunStatusSensorContext, pipeline_db: Pip
     name = _connection_of(run, pipeline_db)
     with pipeline_db.engine().begin() as conn:
         if _ensure_row(conn, name):
-            connections.record_sync_start(conn, name, run.run_id, dt.datetime.now(dt.UTC))
+            sync_history.record_sync_start(conn, name, run.run_id, dt.datetime.now(dt.UTC))
 
 
 @dg.run_status_sensor(
@@ -99,7 +99,7 @@ def connection_sync_succeeded(context: dg.RunStatusSensorContext, pipeline_db: P
     name = _connection_of(run, pipeline_db)
     with pipeline_db.engine().begin() as conn:
         if _ensure_row(conn, name):
-            connections.record_sync_end(
+            sync_history.record_sync_end(
                 conn, name, run.run_id, succeeded=True, error=None, now=dt.datetime.now(dt.UTC)
             )
 
@@ -118,7 +118,7 @@ def connection_run_failed(context: dg.RunFailureSensorContext, pipeline_db: Pipe
         if not _ensure_row(conn, name):
             return
         if run.job_name == whop_sync_job.name:
-            connections.record_sync_end(
+            sync_history.record_sync_end(
                 conn, name, run.run_id, succeeded=False, error=message, now=dt.datetime.now(dt.UTC)
             )
         else:

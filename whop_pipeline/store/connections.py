@@ -321,63 +321,6 @@ def rotate_keys(conn: sa.Connection, box: SecretBox) -> int:
     return count
 
 
-def record_sync_start(conn: sa.Connection, name: str, run_id: str, now: dt.datetime) -> None:
-    conn.execute(
-        sa.update(connections)
-        .where(connections.c.name == name, connections.c.last_sync_run_id.is_distinct_from(run_id))
-        .values(
-            last_sync_run_id=run_id,
-            last_sync_started_at=now,
-            last_sync_finished_at=None,
-            last_sync_outcome="running",
-            last_sync_written=0,
-        )
-    )
-
-
-def record_written(conn: sa.Connection, name: str, run_id: str, written: int) -> None:
-    if written:
-        conn.execute(
-            sa.update(connections)
-            .where(connections.c.name == name, connections.c.last_sync_run_id == run_id)
-            .values(
-                last_sync_written=sa.func.coalesce(connections.c.last_sync_written, 0) + written
-            )
-        )
-
-
-def record_sync_end(
-    conn: sa.Connection,
-    name: str,
-    run_id: str,
-    *,
-    succeeded: bool,
-    error: str | None,
-    now: dt.datetime,
-    started_at: dt.datetime | None = None,
-) -> None:
-    """The run's outcome; a success clears the last error and revives a connection that needed
-    re-authentication."""
-    values: dict[str, object] = {
-        "last_sync_run_id": run_id,
-        "last_sync_finished_at": now,
-        "last_sync_outcome": "success" if succeeded else "failure",
-    }
-    if started_at is not None:
-        values["last_sync_started_at"] = started_at
-    if succeeded:
-        values |= {"last_success_at": now, "last_error": None}
-    elif error:
-        values["last_error"] = error[:2000]
-    conn.execute(sa.update(connections).where(connections.c.name == name).values(values))
-    if succeeded:
-        conn.execute(
-            sa.update(connections)
-            .where(connections.c.name == name, connections.c.status == "needs_reauth")
-            .values(status="active")
-        )
-
-
 def environment_connection(environ: Mapping[str, str]) -> str | None:
     """The name of the environment-defined connection, when its variables are set."""
     if environ.get("WHOP_API_KEY") and environ.get("TWENTY_API_KEY"):

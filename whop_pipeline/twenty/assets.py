@@ -7,7 +7,7 @@ import dagster as dg
 from whop_pipeline.crm.assets import CRM_ASSETS
 from whop_pipeline.crm.build import OBJECTS
 from whop_pipeline.orchestration.tags import TWENTY_API, SyncMode
-from whop_pipeline.store import connections
+from whop_pipeline.store import sync_history
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.twenty.loading import TwentyLoad
 from whop_pipeline.twenty.resource import TwentyResource
@@ -114,7 +114,7 @@ def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
                 extra["without_point_of_contact"] = session.outcome.unlinked_opportunities
             if not session.dry_run:
                 with pipeline_db.engine().begin() as conn:
-                    connections.record_written(
+                    sync_history.record_written(
                         conn,
                         session.connection,
                         context.run.run_id,
