@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import socket
 
+import dagster as dg
 import pytest
 from cryptography.fernet import Fernet
 
 from whop_pipeline.cli import main
+from whop_pipeline.cli.sync import run_sync
 from whop_pipeline.lib.secrets import KEYS_VAR
 from whop_pipeline.sandbox.readings import write_requests
 from whop_pipeline_tests.pipeline import FAST, set_env
@@ -159,3 +161,18 @@ def test_rotate_key_leaves_every_connection_working(env, sandbox, capsys, encryp
     assert main(["sync", "--connection", "acme"]) == 2
     err = capsys.readouterr().err
     assert f"cannot be decrypted with any key in {KEYS_VAR}" in err and "Traceback" not in err
+
+
+def test_a_sync_waits_for_its_connections_run_in_flight(env, capsys):
+    """The command runs outside the daemon's queue, so it keeps the queue's rule itself."""
+    with dg.instance_for_test() as instance:
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="whop_inbox_job",
+                run_id="busy-run",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"whop/connection": "default"},
+            )
+        )
+        report = run_sync(instance=instance, printer=lambda _line: None)
+    assert not report.success and "has a run in progress (busy-run)" in report.error

@@ -19,7 +19,7 @@ from whop_pipeline.cli.local import local_instance
 from whop_pipeline.crm.assets import CRM_ASSETS
 from whop_pipeline.lib.preflight import PreflightError
 from whop_pipeline.orchestration.partitions import daily_partitions, trailing_keys
-from whop_pipeline.orchestration.schedules import INCREMENTAL_DAYS
+from whop_pipeline.orchestration.schedules import ACTIVE_RUN_STATUSES, INCREMENTAL_DAYS
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, range_tags
 from whop_pipeline.settings import db_url_from_env
 from whop_pipeline.store import connections, sync_history
@@ -198,12 +198,24 @@ def run_sync(
     )
     engine = get_engine(db_url_from_env())
     started = dt.datetime.now(dt.UTC)
-    with engine.begin() as conn:
-        _ensure_row(conn, settings, started)
-        sync_history.record_sync_start(conn, name, run_id, started)
     done = threading.Event()
     asset_names = {key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()}
     with local_instance(instance) as instance:
+        # This run bypasses the daemon's queue, so it keeps the queue's rule itself: a
+        # connection's runs never overlap (same instance, i.e. the same DAGSTER_HOME).
+        busy = instance.get_run_records(
+            filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES, tags={CONNECTION_TAG: name}),
+            limit=1,
+        )
+        if busy:
+            report.error = (
+                f"connection {name!r} has a run in progress ({busy[0].dagster_run.run_id}); "
+                "its runs never overlap: try again when it has finished"
+            )
+            return report
+        with engine.begin() as conn:
+            _ensure_row(conn, settings, started)
+            sync_history.record_sync_start(conn, name, run_id, started)
         watcher = threading.Thread(
             target=_watch,
             args=(instance, run_id, done, report, printer, asset_names),
