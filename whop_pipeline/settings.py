@@ -76,6 +76,37 @@ ENV_VARS: tuple[EnvVarSpec, ...] = (
         default="5",
     ),
     EnvVarSpec(
+        name="WHOP_PIPELINE_ADMIN_TOKEN",
+        description="Token that signs in to the web app and GraphQL as admin (all connections)",
+        secret=True,
+    ),
+    EnvVarSpec(
+        name="WHOP_PIPELINE_SESSION_SECRET",
+        description="Key that signs the web app's session cookies (default: derived from the "
+        "first encryption key)",
+        secret=True,
+    ),
+    EnvVarSpec(
+        name="WHOP_PIPELINE_PUBLIC_URL",
+        description="Public base URL of `whop-pipeline serve` (webhooks registered at "
+        "URL/webhooks/whop/NAME)",
+    ),
+    EnvVarSpec(name="WHOP_OAUTH_CLIENT_ID", description="Whop app id, `app_...` (OAuth)"),
+    EnvVarSpec(name="WHOP_OAUTH_CLIENT_SECRET", description="Whop app secret", secret=True),
+    EnvVarSpec(
+        name="WHOP_OAUTH_REDIRECT_URI",
+        description="The app's registered redirect URI: PUBLIC_URL/auth/whop/callback",
+    ),
+    EnvVarSpec(
+        name="WHOP_OAUTH_SCOPES",
+        description="Scopes asked for (default: what the pipeline reads plus webhook management)",
+    ),
+    EnvVarSpec(
+        name="WHOP_OAUTH_BASE_URL",
+        description="Whop OAuth server",
+        default="https://api.whop.com",
+    ),
+    EnvVarSpec(
         name="WHOP_PIPELINE_CONNECTIONS_FILE",
         description="Deprecated: JSON file of webhook secret variables per connection; "
         "use `whop-pipeline connections add`",
@@ -121,6 +152,8 @@ class ConnectionSettings(BaseModel):
     # Where the credentials came from, for messages that say what to fix: "environment" (the
     # variables above) or "table" (`whop-pipeline connections`).
     source: str = "environment"
+    # "api_key", or "oauth" when ``whop_api_key`` is an access token that is refreshed.
+    whop_auth: str = "api_key"
 
     def setting(self, field: str) -> str:
         """How the operator names a setting of this connection."""

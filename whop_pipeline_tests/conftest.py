@@ -83,6 +83,18 @@ def sandbox():
 
 
 @pytest.fixture
+def two_accounts():
+    """Two Whop accounts and two Twenty workspaces (account 2 on the next seed), in-process."""
+    from whop_pipeline_tests.pipeline import start_test_sandbox
+
+    sandbox = start_test_sandbox(accounts=2)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
 def pipeline(sandbox, db_url):
     """Real resources pointed at the sandbox, on SQLite and on Postgres."""
     from whop_pipeline_tests.pipeline import Pipeline

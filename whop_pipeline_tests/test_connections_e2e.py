@@ -16,20 +16,11 @@ from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.tables import RAW_TABLES, crm_records, sync_state
 from whop_pipeline_tests.expected_crm import assert_workspace_holds_exactly
-from whop_pipeline_tests.pipeline import FAST, start_test_sandbox
+from whop_pipeline_tests.pipeline import FAST
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.dagster, pytest.mark.e2e]
 
 NAMES = ("acme", "beta")
-
-
-@pytest.fixture
-def two_accounts():
-    sandbox = start_test_sandbox(accounts=2)
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
 
 
 @pytest.fixture

@@ -25,21 +25,12 @@ from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline_tests.inbox.webhook_helpers import envelope, put
-from whop_pipeline_tests.pipeline import FAST, all_partitions, start_test_sandbox
+from whop_pipeline_tests.pipeline import FAST, all_partitions
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.dagster, pytest.mark.e2e]
 
 DATA_TABLES = tuple(t.name for t in connections.DATA_TABLES)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-@pytest.fixture
-def two_accounts():
-    sandbox = start_test_sandbox(accounts=2)
-    try:
-        yield sandbox
-    finally:
-        sandbox.stop()
 
 
 @pytest.fixture

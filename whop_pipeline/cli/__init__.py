@@ -119,6 +119,28 @@ def _add_webhooks(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8830)
     serve.set_defaults(handler="whop_pipeline.cli.webhooks:main")
+    replay = wsub.add_parser(
+        "replay",
+        help="ask Whop to send again the deliveries the receiver missed",
+        description="POST /webhooks/{id}/replay with failed_only for the webhook the pipeline "
+        "registered; by default from the newest delivery the inbox holds. Replays keep their "
+        "webhook-id, so nothing is stored twice.",
+    )
+    replay.add_argument("--connection", required=True, metavar="NAME")
+    replay.add_argument("--since", metavar="ISO-8601", help="default: the newest stored delivery")
+    replay.set_defaults(handler="whop_pipeline.cli.webhooks:replay_main")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="the web app: webhook receiver, Whop OAuth, GraphQL API and settings page",
+        description="Serve POST /webhooks/whop/{connection}, GET /auth/whop (OAuth), /graphql and "
+        "the settings page at /. Sign in with WHOP_PIPELINE_ADMIN_TOKEN or a connection's token.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8830)
+    p.set_defaults(handler="whop_pipeline.cli.serve:main")
 
 
 def _add_inbox(sub: argparse._SubParsersAction) -> None:
@@ -166,7 +188,14 @@ def _add_connections(sub: argparse._SubParsersAction) -> None:
     add.add_argument("name", help="lowercase letters, digits and '-' (e.g. acme)")
     add.add_argument("--whop-account", required=True, metavar="biz_...")
     add.add_argument("--twenty-url", required=True, metavar="URL", help="without /rest")
-    add.add_argument("--whop-api-key-env", required=True, metavar="VAR")
+    add.add_argument(
+        "--whop-api-key-env", metavar="VAR", help="the Whop account API key (or --whop-oauth)"
+    )
+    add.add_argument(
+        "--whop-oauth",
+        action="store_true",
+        help="authorize Whop in the browser instead (the web app's Connect Whop)",
+    )
     add.add_argument("--twenty-api-key-env", required=True, metavar="VAR")
     add.add_argument("--webhook-secret-env", metavar="VAR")
     add.add_argument("--whop-api-base-url", default=DEFAULT_WHOP_API_BASE_URL, metavar="URL")
@@ -218,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="show stack traces of errors (off: one line)"
     )
-    for add in (_add_demo, _add_sync, _add_sandbox, _add_webhooks, _add_inbox, _add_db):
+    for add in (_add_demo, _add_sync, _add_sandbox, _add_serve, _add_webhooks, _add_inbox, _add_db):
         add(sub)
     _add_connections(sub)
     _accept_verbose_everywhere(parser)

@@ -12,7 +12,8 @@ import datetime as dt
 import os
 import sys
 
-from whop_pipeline.cli.preflight import check_connection
+from whop_pipeline.execution import connection_ops
+from whop_pipeline.execution.preflight import check_connection
 from whop_pipeline.lib.preflight import PreflightError
 from whop_pipeline.lib.secrets import KEYS_VAR, SecretBox, generate_key
 from whop_pipeline.settings import (
@@ -22,7 +23,7 @@ from whop_pipeline.settings import (
     load_limits,
     load_settings,
 )
-from whop_pipeline.store import connections
+from whop_pipeline.store import connections, oauth_tokens, tokens
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.twenty.freshness import freshness_of
 
@@ -52,9 +53,34 @@ def read_secret(option: str, value: str | None, *, required: bool = True) -> str
     return secret
 
 
+def _add_oauth(args: argparse.Namespace, box: SecretBox) -> int:
+    """A connection whose Whop side is authorized in the browser: its Twenty side now."""
+    if args.whop_api_key_env:
+        raise SettingsError("--whop-oauth and --whop-api-key-env exclude each other")
+    twenty_key = read_secret("--twenty-api-key-env", args.twenty_api_key_env)
+    with _engine().begin() as conn:
+        oauth_tokens.save_pending(
+            conn,
+            box,
+            name=args.name,
+            whop_account_id=args.whop_account,
+            twenty_api_url=args.twenty_url,
+            twenty_api_key=twenty_key,
+            whop_api_base_url=args.whop_api_base_url,
+            now=_now(),
+        )
+        token = tokens.issue(conn, args.name)
+    print(f"added connection {args.name!r}, waiting for Whop authorization:")
+    print(f"  open <public url>/auth/whop?connection={args.name} (or Connect Whop on the page)")
+    print(f"API token of {args.name!r} (shown once; GraphQL and the settings page): {token}")
+    return 0
+
+
 def add_main(args: argparse.Namespace) -> int:
     box = SecretBox.from_env()
     connections.check_name(args.name)
+    if args.whop_oauth:
+        return _add_oauth(args, box)
     whop_key = read_secret("--whop-api-key-env", args.whop_api_key_env)
     twenty_key = read_secret("--twenty-api-key-env", args.twenty_api_key_env)
     webhook_secret = read_secret("--webhook-secret-env", args.webhook_secret_env, required=False)
@@ -90,12 +116,15 @@ def add_main(args: argparse.Namespace) -> int:
             whop_api_base_url=args.whop_api_base_url,
             now=_now(),
         )
+        token = None if existing else tokens.issue(conn, args.name)
     verb = {"disconnected": "reconnected", "needs_reauth": "re-authenticated"}.get(
         existing.status if existing else "", "added"
     )
     print(f"{verb} connection {args.name!r}: Whop {args.whop_account} -> {args.twenty_url}")
     if webhook_secret:
         print(f"webhooks: point Whop at <receiver>/webhooks/whop/{args.name}")
+    if token:
+        print(f"API token of {args.name!r} (shown once; GraphQL and the settings page): {token}")
     return 0
 
 
@@ -230,15 +259,12 @@ def disconnect_main(args: argparse.Namespace) -> int:
     ):
         print("not confirmed; nothing changed")
         return 1
-    if row.whop_webhook_id:
-        # The pipeline registers no Whop webhook itself yet; a recorded id came from the operator.
-        print(f"delete Whop webhook {row.whop_webhook_id} in the Whop dashboard (not done here)")
-    with _engine().begin() as conn:  # one transaction: the purge and the disconnect together
-        deleted = connections.purge(conn, args.name) if args.purge else {}
-        if row.from_environment:
-            connections.set_status(conn, args.name, "disconnected")
-        else:
-            connections.disconnect(conn, args.name, now=_now())
+    report = connection_ops.disconnect(_engine(), args.name, purge=args.purge)
+    if report.webhook_deleted:
+        print(f"deleted the Whop webhook the pipeline had registered ({row.whop_webhook_id})")
+    elif report.webhook_note:
+        print(report.webhook_note)
+    deleted = report.purged
     print(
         f"connection {args.name!r} disconnected: credentials erased, schedules and webhook "
         "processing stopped; records in Twenty are kept"

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from whop_pipeline.cli import preflight
-from whop_pipeline.cli.local import local_instance
+from whop_pipeline.execution import preflight
+from whop_pipeline.execution.local import local_instance
 from whop_pipeline.inbox import store
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, INBOX_BATCH_TAG
 from whop_pipeline.settings import db_url_from_env

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 
 import sqlalchemy as sa
 import uvicorn
 
+from whop_pipeline.execution import connection_ops
 from whop_pipeline.inbox.receiver import (
     ConnectionSecretsResolver,
     connection_secrets_from_env,
     create_receiver_app,
 )
+from whop_pipeline.inbox.store import inbox
 from whop_pipeline.inbox.webhook_secrets import secret_cache_seconds_from_env
 from whop_pipeline.settings import db_url_from_env
+from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
+from whop_pipeline.whop import webhooks_api
 
 
 def main(args: argparse.Namespace) -> int:
@@ -67,4 +72,34 @@ def main(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run()
+    return 0
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """``whop-pipeline webhooks replay``: ask Whop to send again what the receiver missed."""
+    db_url = db_url_from_env()
+    engine = get_engine(db_url)
+    with engine.connect() as conn:
+        row = connections.require(conn, args.connection)
+        newest = conn.execute(
+            sa.select(sa.func.max(inbox.c.received_at)).where(inbox.c.connection == args.connection)
+        ).scalar_one()
+    if not row.whop_webhook_id:
+        print(
+            f"connection {args.connection!r} has no webhook registered by the pipeline: replay it "
+            "from the Whop dashboard (Developer → Webhooks → deliveries)"
+        )
+        return 1
+    since = dt.datetime.fromisoformat(args.since) if args.since else newest
+    if since is None:
+        print("the inbox holds no delivery of this connection yet: give --since")
+        return 1
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    with connection_ops.whop_client(args.connection) as client:
+        webhooks_api.replay(client, row.whop_webhook_id, sent_after=since, failed_only=True)
+    print(
+        f"asked Whop to replay the failed deliveries of webhook {row.whop_webhook_id} sent after "
+        f"{since.isoformat()}; they keep their webhook-id, so the inbox stores each event once"
+    )
     return 0

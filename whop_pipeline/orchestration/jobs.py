@@ -16,10 +16,13 @@ SYNC_GROUPS = ("whop", "crm", "twenty")
 
 # The freshness check looks at every connection; its sensor evaluates it, not a connection's run.
 FRESHNESS_CHECK = dg.AssetCheckKey(dg.AssetKey("twenty_people"), "connections_fresh")
+# The webhook's health costs a Whop call: each sync checks its connection's, webhook batches don't.
+WEBHOOK_CHECK = dg.AssetCheckKey(dg.AssetKey("whop_webhook_inbox"), "whop_webhook_healthy")
 
 whop_sync_job = dg.define_asset_job(
     "whop_sync_job",
-    selection=dg.AssetSelection.groups(*SYNC_GROUPS) - dg.AssetSelection.checks(FRESHNESS_CHECK),
+    selection=(dg.AssetSelection.groups(*SYNC_GROUPS) - dg.AssetSelection.checks(FRESHNESS_CHECK))
+    | dg.AssetSelection.checks(WEBHOOK_CHECK),
     description="Whop → raw mirror → CRM records → Twenty; memberships and payments over a range "
     "of daily partitions, the rest following what changed.",
     tags=DEFAULT_TAGS,
@@ -27,7 +30,7 @@ whop_sync_job = dg.define_asset_job(
 
 whop_inbox_job = dg.define_asset_job(
     "whop_inbox_job",
-    selection=dg.AssetSelection.groups("inbox"),
+    selection=dg.AssetSelection.groups("inbox") - dg.AssetSelection.checks(WEBHOOK_CHECK),
     description="Apply one batch of webhook events and push what changed to Twenty.",
     tags=DEFAULT_TAGS,
 )

@@ -13,6 +13,15 @@ from whop_pipeline.sandbox.twenty import TwentyEmulator, create_twenty_app
 from whop_pipeline.sandbox.twenty.workspaces import TwentyWorkspaces
 from whop_pipeline.sandbox.whop import WhopEmulator, create_whop_app
 from whop_pipeline.sandbox.whop.accounts import WhopAccounts
+from whop_pipeline.sandbox.whop.clock import SandboxClock
+from whop_pipeline.sandbox.whop.oauth import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_REDIRECT_URI,
+    DEFAULT_TOKEN_LIFETIME,
+    OAuthConfig,
+    OAuthServer,
+)
 
 DEFAULT_WHOP_KEY = "sandbox-whop-key"
 DEFAULT_TWENTY_KEY = "sandbox-twenty-key"
@@ -50,7 +59,8 @@ class SandboxAccount:
 @dataclass
 class Sandbox:
     """The running emulators. ``whop``, ``twenty`` and the keys are account 1's; ``accounts`` holds
-    every account, all served by the same two servers (the API key picks the account)."""
+    every account, all served by the same two servers (the API key picks the account).
+    ``whop_app`` is the Whop server's app (its ``oauth`` is the OAuth server)."""
 
     whop: WhopEmulator
     twenty: TwentyEmulator
@@ -59,6 +69,7 @@ class Sandbox:
     whop_api_key: str
     twenty_api_key: str
     accounts: list[SandboxAccount] = field(default_factory=list)
+    whop_app: WhopAccounts | None = None
 
     def __post_init__(self) -> None:
         if not self.accounts:
@@ -73,6 +84,26 @@ class Sandbox:
     @property
     def twenty_url(self) -> str:
         return self.twenty_server.url
+
+    @property
+    def clock(self) -> SandboxClock:
+        """The Whop emulator's clock (shared by every account): ``clock.advance(seconds)``."""
+        return self.whop.clock
+
+    @property
+    def oauth(self) -> OAuthServer:
+        """The OAuth server on the Whop host root (``/oauth/authorize``, ``/oauth/token``, ...)."""
+        if self.whop_app is None:
+            raise RuntimeError("this sandbox was built without its Whop app")
+        return self.whop_app.oauth
+
+    @property
+    def oauth_authorize_url(self) -> str:
+        return f"{self.whop_server.url}/oauth/authorize"
+
+    @property
+    def oauth_token_url(self) -> str:
+        return f"{self.whop_server.url}/oauth/token"
 
     def account(self, index: int) -> SandboxAccount:
         """Account ``index``, counting from 1."""
@@ -144,6 +175,10 @@ def start_sandbox(
     webhook_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0),
     retry_after_seconds: float = 1.0,
     accounts: int = 1,
+    oauth_client_id: str = DEFAULT_CLIENT_ID,
+    oauth_client_secret: str | None = DEFAULT_CLIENT_SECRET,
+    oauth_redirect_uri: str = DEFAULT_REDIRECT_URI,
+    oauth_token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
 ) -> Sandbox:
     """Generate the dataset, start both emulators on 127.0.0.1 (port 0 = a free one).
 
@@ -153,8 +188,20 @@ def start_sandbox(
     ``accounts`` > 1 serves that many Whop accounts and Twenty workspaces on the same two ports:
     account i uses dataset seed ``seed + i - 1`` and the keys ``f"{key}-{i}"`` (account 1 keeps
     the keys as given). The webhook target configures account 1; configure the others with
-    ``sandbox.account(i).configure_webhooks(url, secret)``."""
+    ``sandbox.account(i).configure_webhooks(url, secret)``.
+
+    The Whop server also runs an OAuth 2.1 server for one registered app (``oauth_client_id``,
+    ``oauth_client_secret``, its one ``oauth_redirect_uri``; ``oauth_client_secret=None`` makes it a
+    public client), whose access tokens last ``oauth_token_lifetime`` seconds; see
+    ``whop_pipeline/sandbox/whop/oauth.py``. Every account shares one clock (``sandbox.clock``)."""
     count = check_accounts(accounts)
+    oauth = OAuthConfig(
+        client_id=oauth_client_id,
+        client_secret=oauth_client_secret,
+        redirect_uri=oauth_redirect_uri,
+        token_lifetime=oauth_token_lifetime,
+    )
+    clock = SandboxClock()
     built: list[SandboxAccount] = []
     try:
         for index in range(1, count + 1):
@@ -178,6 +225,7 @@ def start_sandbox(
                 webhook_secret=webhook_secret if first else None,
                 webhook_retry_delays=webhook_retry_delays,
                 retry_after_seconds=retry_after_seconds,
+                clock=clock,
             )
             twenty = create_twenty_app(
                 api_key=account_key(twenty_api_key, index),
@@ -192,7 +240,7 @@ def start_sandbox(
         # Account ids come from the seeds; two seeds drawing the same id would merge accounts.
         if len({a.account_id for a in built}) != count:
             raise ValueError("two accounts drew the same account id; pick another seed")
-        whop_app = WhopAccounts([a.whop for a in built])
+        whop_app = WhopAccounts([a.whop for a in built], oauth=oauth)
         twenty_app = TwentyWorkspaces([a.twenty for a in built])
     except Exception:
         for made in built:
@@ -215,6 +263,7 @@ def start_sandbox(
         one.whop_api_key,
         one.twenty_api_key,
         built,
+        whop_app,
     )
 
 
@@ -247,6 +296,17 @@ def describe(sandbox: Sandbox, dataset: str) -> str:
         "POST /_sandbox/{memberships,payments}[/{id}], POST /_sandbox/members/{id} on Whop; "
         "GET /_sandbox/dump on both. Ctrl-C stops.",
     ]
+    if sandbox.whop_app is not None:
+        config, url = sandbox.oauth.config, sandbox.whop_server.url
+        secret = config.client_secret or "(none: public client)"
+        lines += [
+            "",
+            f"OAuth app {config.client_id}  secret {secret}  redirect URI {config.redirect_uri}",
+            f"  authorize {url}/oauth/authorize   token {url}/oauth/token   "
+            f"userinfo {url}/oauth/userinfo   access tokens last {config.token_lifetime} s",
+            "  control: POST /_sandbox/oauth/{consent,revoke,expire}, POST /_sandbox/clock; "
+            "webhooks: /api/v1/webhooks",
+        ]
     if several:
         lines.append(
             "Accounts: GET /_sandbox/accounts on Whop, GET /_sandbox/workspaces on Twenty; "

@@ -27,10 +27,12 @@ from whop_pipeline.settings import (
 )
 from whop_pipeline.store.tables import (
     RAW_TABLES,
+    connection_tokens,
     connections,
     crm_builds,
     crm_records,
     mirror_changes,
+    oauth_states,
     sync_errors,
     sync_state,
     webhook_inbox,
@@ -269,10 +271,20 @@ def set_status(conn: sa.Connection, name: str, status: str, *, error: str | None
         raise ConnectionProblem(f"no connection named {name!r}")
 
 
-def set_webhook(conn: sa.Connection, name: str, webhook_id: str | None) -> None:
-    conn.execute(
-        sa.update(connections).where(connections.c.name == name).values(whop_webhook_id=webhook_id)
-    )
+def set_webhook(
+    conn: sa.Connection,
+    name: str,
+    webhook_id: str | None,
+    *,
+    secret: str | None = None,
+    box: SecretBox | None = None,
+) -> None:
+    """The Whop webhook the pipeline registered, and its secret (encrypted) when given."""
+    values: dict[str, object] = {"whop_webhook_id": webhook_id}
+    if secret is not None:
+        assert box is not None, "a webhook secret is stored encrypted"
+        values["webhook_secret_encrypted"] = box.encrypt(secret)
+    conn.execute(sa.update(connections).where(connections.c.name == name).values(values))
 
 
 def disconnect(conn: sa.Connection, name: str, *, now: dt.datetime) -> None:
@@ -301,6 +313,9 @@ def purge(conn: sa.Connection, name: str) -> dict[str, int]:
 
 
 def remove(conn: sa.Connection, name: str) -> None:
+    """Forget the connection: its row, its API token and its OAuth authorizations in flight."""
+    for table in (connection_tokens, oauth_states):
+        conn.execute(sa.delete(table).where(table.c.connection == name))
     conn.execute(sa.delete(connections).where(connections.c.name == name))
 
 
@@ -371,6 +386,7 @@ def resolve(
         twenty_api_key=stored.twenty_api_key,
         whop_webhook_secret=stored.webhook_secret,
         source="table",
+        whop_auth=row.whop_auth,
         **limits,
     )
 

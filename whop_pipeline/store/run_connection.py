@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 import dagster as dg
 import sqlalchemy as sa
@@ -81,3 +82,30 @@ def record_check_failure(db_url: str | None, name: str, error: PreflightError) -
             )
     except sa.exc.SQLAlchemyError:  # the run fails on the preflight error either way
         log.exception("could not record connection %s's failed check", name)
+
+
+def resolve_for_run(
+    context: dg.InitResourceContext, db_url: str | None, fallback: str
+) -> tuple[str, ConnectionSettings | None]:
+    """The run's connection name, and its stored settings (None: the environment connection)."""
+    name = run_connection_name(context, fallback)
+    return name, stored_settings(db_url, name, fallback)
+
+
+def check_once(
+    context: dg.InitResourceContext,
+    api: str,
+    db_url: str | None,
+    name: str,
+    check: Callable[[], None],
+) -> None:
+    """Run ``check`` (one cheap call) unless a step of this run already did; a failure is recorded
+    on the connection and fails the step in one line, without retries."""
+    if not needs_check(context, api):
+        return
+    try:
+        check()
+    except PreflightError as exc:
+        record_check_failure(db_url, name, exc)
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    mark_checked(context, api)

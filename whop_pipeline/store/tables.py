@@ -252,6 +252,9 @@ connections = sa.Table(
     sa.Column("last_sync_written", sa.Integer()),
     sa.Column("last_success_at", UTCDateTime()),
     sa.Column("last_error", sa.Text()),
+    # Who may spend the OAuth refresh token right now (see whop/tokens.py): refresh tokens rotate,
+    # so two processes refreshing at once would leave one of them with a spent token.
+    sa.Column("refresh_lease_until", UTCDateTime()),
     sa.PrimaryKeyConstraint("name"),
     sa.CheckConstraint(
         "status IN ('active', 'paused', 'needs_reauth', 'disconnected')",
@@ -264,3 +267,30 @@ connections = sa.Table(
 
 CONNECTION_STATUSES = ("active", "paused", "needs_reauth", "disconnected")
 WHOP_AUTH_METHODS = ("api_key", "oauth", "environment")
+
+# The API token of each connection (GraphQL and the settings page): only its SHA-256 is kept, so a
+# copy of the database grants nothing. Tokens are 32 random bytes; a slow hash adds nothing there.
+connection_tokens = sa.Table(
+    "connection_tokens",
+    metadata,
+    _connection(),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("connection"),
+    sa.UniqueConstraint("token_hash"),
+)
+
+# OAuth authorizations in flight: ``state`` → the connection being connected, the PKCE verifier
+# (encrypted) and the admin session that started it. Single use, valid for ten minutes.
+oauth_states = sa.Table(
+    "oauth_states",
+    metadata,
+    _connection(),
+    sa.Column("state_hash", sa.String(64), nullable=False),
+    sa.Column("code_verifier_encrypted", sa.Text(), nullable=False),
+    sa.Column("nonce", sa.String(64), nullable=False),
+    sa.Column("session_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("used_at", UTCDateTime()),
+    sa.PrimaryKeyConstraint("state_hash"),
+)

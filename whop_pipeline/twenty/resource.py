@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
 from whop_pipeline.lib.http import RetryPolicy
-from whop_pipeline.lib.preflight import PreflightError
 from whop_pipeline.settings import DEFAULT_CONNECTION, ENV_NAMES
 from whop_pipeline.store import run_connection
 from whop_pipeline.twenty.client import TwentyClient
@@ -52,21 +51,18 @@ class TwentyResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if context.run is None:
             return
-        name = run_connection.run_connection_name(context, self.connection_name)
+        name, stored = run_connection.resolve_for_run(context, self.db_url, self.connection_name)
         self._connection = name
-        stored = run_connection.stored_settings(self.db_url, name, self.connection_name)
         if stored is not None:
             self._api_url = stored.twenty_api_url
             self._api_key = stored.twenty_api_key
             self._setting = stored.setting
-        if run_connection.needs_check(context, "twenty"):
+
+        def check() -> None:
             with self.client() as client:
-                try:
-                    client.check(name)
-                except PreflightError as exc:
-                    run_connection.record_check_failure(self.db_url, name, exc)
-                    raise dg.Failure(description=str(exc), allow_retries=False) from None
-            run_connection.mark_checked(context, "twenty")
+                client.check(name)
+
+        run_connection.check_once(context, "twenty", self.db_url, name, check)
 
     @property
     def connection(self) -> str:

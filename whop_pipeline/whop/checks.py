@@ -3,9 +3,12 @@
 import dagster as dg
 import sqlalchemy as sa
 
+from whop_pipeline.store import connections
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline.store.tables import raw_members, raw_memberships
+from whop_pipeline.whop import webhooks_api
 from whop_pipeline.whop.assets import whop_members
+from whop_pipeline.whop.resource import WhopResource
 
 SAMPLE = 10
 
@@ -75,5 +78,59 @@ def whop_membership_members_present(pipeline_db: PipelineDatabase) -> dg.AssetCh
             else f"{missing} memberships name a member that is not in the mirror, and Whop did "
             "not return it: the sample lists them; a full sync re-reads every member."
         ),
+        metadata=metadata,
+    )
+
+
+@dg.asset_check(
+    asset="whop_webhook_inbox",
+    description="The Whop webhook the pipeline registered for the run's connection is enabled and "
+    "delivering (Whop disables an endpoint that fails for 3 days).",
+)
+def whop_webhook_healthy(pipeline_db: PipelineDatabase, whop: WhopResource) -> dg.AssetCheckResult:
+    name = pipeline_db.connection
+    with pipeline_db.engine().connect() as conn:
+        row = connections.get(conn, name)
+    metadata: dict[str, object] = {"connection": name}
+    if row is None or not row.whop_webhook_id:
+        metadata["webhook"] = "none registered by the pipeline"
+        return dg.AssetCheckResult(
+            passed=True,
+            metadata=metadata,
+            description="No webhook registered by the pipeline (an API-key connection receives "
+            "the deliveries of a webhook made in the Whop dashboard).",
+        )
+    with whop.client() as client:
+        hook = webhooks_api.get(client, row.whop_webhook_id)
+    metadata["webhook"] = row.whop_webhook_id
+    replay = f"then `whop-pipeline webhooks replay --connection {name}` brings back what was missed"
+    if hook is None:
+        problem = (
+            f"Whop no longer knows webhook {row.whop_webhook_id}: connect Whop again (settings "
+            "page) to register a new one, " + replay
+        )
+    elif not hook.enabled:
+        problem = (
+            f"Whop disabled webhook {hook.id} ({hook.disabled_reason or 'disabled'}): make sure "
+            f"{hook.url} answers 200, enable it again in Whop, " + replay
+        )
+    elif hook.failing_since or hook.consecutive_failures:
+        problem = (
+            f"deliveries to {hook.url} have failed since {hook.failing_since} "
+            f"({hook.consecutive_failures} in a row); Whop disables it after 3 days: make sure "
+            "the receiver is reachable, " + replay
+        )
+    else:
+        problem = None
+    if hook is not None:
+        metadata |= {
+            "enabled": hook.enabled,
+            "failing_since": hook.failing_since or "",
+            "consecutive_failures": hook.consecutive_failures,
+        }
+    return dg.AssetCheckResult(
+        passed=problem is None,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=problem,
         metadata=metadata,
     )

@@ -81,9 +81,12 @@ class WhopClient:
         on_retry: Callable[[str], None] | None = None,
         page_size: int = PAGE_SIZE,
         setting_name: Callable[[str], str] = env_setting_name,
+        reauthorize: Callable[[], str] | None = None,
     ) -> None:
         self.account_id = account_id
         self._setting = setting_name
+        # OAuth connections: a new access token when Whop refuses the current one (once per call).
+        self._reauthorize = reauthorize
         self.page_size = page_size
         self.stats = CallStats()
         self.limiter = RateLimiter(max_requests_per_second)
@@ -111,22 +114,41 @@ class WhopClient:
         self._http.close()
 
     def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
-        endpoint = f"GET /{path}"
+        return self.send("GET", path, params=params)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json: Any = None,
+        _retried: bool = False,
+    ) -> Any:
+        """One API call and its JSON. GET, PATCH and DELETE are retried; a POST creates
+        something, so it is sent once (a retry after a lost answer could create it twice)."""
+        endpoint = f"{method} /{path}"
         kwargs: dict[str, Any] = {}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
+        policy = self.retry if method != "POST" else RetryPolicy(max_attempts=1)
         try:
             response = send_with_retries(
-                lambda: self._http.get(f"/{path}", params=params),
+                lambda: self._http.request(method, f"/{path}", params=params, json=json),
                 endpoint=endpoint,
                 limiter=self.limiter,
-                policy=self.retry,
+                policy=policy,
                 stats=self.stats,
                 on_retry=self._on_retry,
                 **kwargs,
             )
         except RuntimeError as exc:  # RetriesExhausted
             raise WhopApiError(endpoint, None, str(exc)) from None
+        if response.status_code == 401 and self._reauthorize is not None and not _retried:
+            self._http.headers["Authorization"] = f"Bearer {self._reauthorize()}"
+            return self.send(method, path, params=params, json=json, _retried=True)
+        if response.status_code == 204 or (method == "DELETE" and not response.content):
+            return None
         if response.status_code in (401, 403):
             raise WhopAuthError(
                 endpoint,

@@ -7,10 +7,11 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from whop_pipeline.lib.preflight import PreflightError
 from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_WHOP_API_BASE_URL, ENV_NAMES
 from whop_pipeline.store import run_connection
+from whop_pipeline.whop import tokens
 from whop_pipeline.whop.client import PAGE_SIZE, WhopClient
+from whop_pipeline.whop.oauth import OAuthSettings
 
 
 class WhopResource(dg.ConfigurableResource):
@@ -35,26 +36,40 @@ class WhopResource(dg.ConfigurableResource):
     _account_id: str | None = PrivateAttr(default=None)
     _base_url: str | None = PrivateAttr(default=None)
     _setting: Callable[[str], str] | None = PrivateAttr(default=None)
+    _reauthorize: Callable[[], str] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if context.run is None:
             return
-        name = run_connection.run_connection_name(context, self.connection_name)
+        name, stored = run_connection.resolve_for_run(context, self.db_url, self.connection_name)
         self._connection = name
-        stored = run_connection.stored_settings(self.db_url, name, self.connection_name)
         if stored is not None:
             self._api_key = stored.whop_api_key
             self._account_id = stored.whop_account_id
             self._base_url = stored.whop_api_base_url
             self._setting = stored.setting
-        if run_connection.needs_check(context, "whop"):
+            if stored.whop_auth == "oauth":
+                self._oauth(name)
+
+        def check() -> None:
             with self.client() as client:
-                try:
-                    client.check(name)
-                except PreflightError as exc:
-                    run_connection.record_check_failure(self.db_url, name, exc)
-                    raise dg.Failure(description=str(exc), allow_retries=False) from None
-            run_connection.mark_checked(context, "whop")
+                client.check(name)
+
+        run_connection.check_once(context, "whop", self.db_url, name, check)
+
+    def _oauth(self, name: str) -> None:
+        """An OAuth connection: a token fresh for the run, and a new one on a 401."""
+        engine = run_connection.engine_for(self.db_url)
+        settings = OAuthSettings.from_env()
+
+        def token(force: bool = False) -> str:
+            try:
+                return tokens.access_token(engine, name, settings, force=force)
+            except tokens.NeedsReauthorization as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+        self._api_key = token()
+        self._reauthorize = lambda: token(force=True)
 
     @property
     def connection(self) -> str:
@@ -79,4 +94,5 @@ class WhopResource(dg.ConfigurableResource):
             on_retry=on_retry,
             page_size=self.page_size,
             setting_name=self._setting or (lambda field: ENV_NAMES.get(field, field)),
+            reauthorize=self._reauthorize,
         )

@@ -82,6 +82,8 @@ def test_sqlite_and_postgres_get_the_same_schema(sqlite_url, pg_url):
         "crm_records",
         "crm_builds",
         "connections",
+        "connection_tokens",
+        "oauth_states",
     }
     assert sqlite_schema == postgres_schema
 

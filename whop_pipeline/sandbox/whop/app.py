@@ -8,7 +8,7 @@ drive changes without HTTP. Serve it with ``BackgroundServer`` or ``serve_whop``
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whop_pipeline.sandbox.common import (
     BackgroundServer,
@@ -17,8 +17,10 @@ from whop_pipeline.sandbox.common import (
     SandboxMiddleware,
 )
 from whop_pipeline.sandbox.dataset import WhopDataset, iso
+from whop_pipeline.sandbox.whop.clock import SandboxClock
 from whop_pipeline.sandbox.whop.control import Change, Controller
 from whop_pipeline.sandbox.whop.errors import fault_body
+from whop_pipeline.sandbox.whop.hooks import WebhookRegistry
 from whop_pipeline.sandbox.whop.routes import build_app
 from whop_pipeline.sandbox.whop.store import WhopStore
 from whop_pipeline.sandbox.whop.webhooks import (
@@ -27,6 +29,9 @@ from whop_pipeline.sandbox.whop.webhooks import (
     events_for,
     refund_payload,
 )
+
+if TYPE_CHECKING:
+    from whop_pipeline.sandbox.whop.oauth import OAuthServer
 
 
 class WhopEmulator:
@@ -46,6 +51,7 @@ class WhopEmulator:
         webhook_retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0),
         webhook_api_version_date: str = DEFAULT_API_VERSION_DATE,
         end_cursor_on_last_page: bool = False,
+        clock: SandboxClock | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -53,6 +59,9 @@ class WhopEmulator:
         self.account_id = dataset.account.id
         self.api_key = api_key
         self.api_version_date = webhook_api_version_date
+        self.clock = clock or SandboxClock()
+        # The OAuth server whose access tokens this account also accepts (set by ``OAuthServer``).
+        self.oauth: OAuthServer | None = None
         self.store = WhopStore(dataset, end_cursor_on_last_page=end_cursor_on_last_page)
         self.store.warm()
         self.controller = Controller(self.store)
@@ -68,6 +77,13 @@ class WhopEmulator:
         self.webhooks = WebhookDispatcher(
             webhook_url, webhook_secret, retry_delays=tuple(webhook_retry_delays), seed=dataset.seed
         )
+        self.hooks = WebhookRegistry(
+            self.webhooks,
+            self.clock,
+            self.account_id,
+            seed=dataset.seed,
+            api_version_date=webhook_api_version_date,
+        )
         self.app = SandboxMiddleware(
             build_app(self),
             stats=self.stats,
@@ -78,6 +94,13 @@ class WhopEmulator:
     @property
     def webhook_secret(self) -> str | None:
         return self.webhooks.secret
+
+    def accepts(self, token: str) -> bool:
+        """``token`` is this account's API key, or an unexpired OAuth access token granted for
+        this account."""
+        if secrets.compare_digest(token.encode(), self.api_key.encode()):
+            return True
+        return self.oauth is not None and self.oauth.account_of(token) == self.account_id
 
     # -- control (mirrors /_sandbox) ------------------------------------------------------------
 
@@ -124,9 +147,11 @@ class WhopEmulator:
         return change.after
 
     def reset(self, data: bool = False) -> None:
-        """Clear request stats and the delivery log; with ``data`` also restore the initial dataset."""
+        """Clear request stats and the delivery logs (registered webhooks stay); with ``data`` also
+        restore the initial dataset."""
         self.stats.reset()
         self.webhooks.clear_log()
+        self.hooks.clear_logs()
         if data:
             self.store.reset_data()
 
@@ -152,8 +177,9 @@ class WhopEmulator:
 
     def _emit(self, change: Change) -> None:
         """Queue the events of a change and of the member changes it caused; called under the
-        store lock so ``data`` is that moment's."""
-        if not self.webhooks.enabled:
+        store lock so ``data`` is that moment's. Each event goes to the configured target and to
+        every registered webhook that wants it."""
+        if not self.webhooks.enabled and not self.hooks.any_active():
             return
         for part in change.in_order():
             for event_type, previous in events_for(part):
@@ -176,7 +202,9 @@ class WhopEmulator:
         }
         if previous is not None:
             envelope["previous_attributes"] = previous
-        self.webhooks.enqueue(envelope)
+        if self.webhooks.enabled:
+            self.webhooks.enqueue(envelope)
+        self.hooks.fan_out(envelope)
 
 
 def create_whop_app(
@@ -192,6 +220,7 @@ def create_whop_app(
     retry_after_seconds: float = 1.0,
     webhook_api_version_date: str = DEFAULT_API_VERSION_DATE,
     end_cursor_on_last_page: bool = False,
+    clock: SandboxClock | None = None,
 ) -> WhopEmulator:
     """Build the emulator for ``dataset``.
 
@@ -199,7 +228,8 @@ def create_whop_app(
     retry_after_seconds``) or a dropped connection, in equal parts, drawn from ``fault_seed``.
     Webhooks go to ``webhook_url`` signed with ``webhook_secret`` (a random ``ws_`` secret when
     omitted; read it back from ``emulator.webhook_secret``). ``end_cursor_on_last_page=True``
-    returns a cursor on the last page too, as plain Relay servers do.
+    returns a cursor on the last page too, as plain Relay servers do. ``clock`` is the emulator's
+    clock (``SandboxClock``; a new one by default): codes, tokens and webhook failures age by it.
     """
     return WhopEmulator(
         dataset,
@@ -213,6 +243,7 @@ def create_whop_app(
         webhook_retry_delays=webhook_retry_delays,
         webhook_api_version_date=webhook_api_version_date,
         end_cursor_on_last_page=end_cursor_on_last_page,
+        clock=clock,
     )
 
 

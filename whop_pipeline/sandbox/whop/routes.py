@@ -1,17 +1,19 @@
 """HTTP routes: the Whop API v1 read endpoints and the ``/_sandbox`` control endpoints.
 
 API (``/api/v1``): ``GET /{members,memberships,payments,products,variants,plans}`` (list) and
-``GET /.../{id}`` (retrieve). Bearer auth with the configured key; a wrong or missing key is a 401
-with Whop's error body, except that ``GET /products/{id}``, ``/variants/{id}`` and ``/plans/{id}``
-are public reads that work without a token (a wrong token is still refused). ``Api-Version-Date`` is
-accepted with any value (the emulator serves the ``2026-10-15-1`` shapes).
+``GET /.../{id}`` (retrieve); webhook management (``hooks_api.py``). Bearer auth with the configured
+key or an unexpired OAuth access token granted for this account (``oauth.py``); a wrong, missing or
+expired token is a 401 with Whop's error body, except that ``GET /products/{id}``,
+``/variants/{id}`` and ``/plans/{id}`` are public reads that work without a token (a wrong token
+is still refused). ``Api-Version-Date`` is accepted with any value (the emulator serves the
+``2026-10-15-1`` shapes).
 
 Control (never counted, never faulted; ``GET /_sandbox/stats`` comes from ``SandboxMiddleware``):
 ``POST /_sandbox/reset[?data=true]``, ``POST /_sandbox/memberships[/{id}]``,
 ``POST /_sandbox/payments[/{id}]``, ``POST /_sandbox/members/{id}``, ``GET /_sandbox/webhooks``
 (delivery attempts), ``PUT /_sandbox/webhooks`` (``{"url", "secret"}``: retarget deliveries),
 ``GET /_sandbox/dump`` (account, counts, size, seed, scale) and ``GET /_sandbox/dump/{kind}`` (every
-record of a kind, rendered).
+record of a kind, rendered), ``GET|POST /_sandbox/clock`` (``hooks_api.py``).
 
 ``POST /_sandbox/members/{id}`` changes a member the way its user would on their Whop profile:
 body ``{"name": str | null, "email": str | null, "username": str}`` (any non-empty subset; unknown
@@ -35,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from whop_pipeline.sandbox.whop.errors import WhopApiError, bad_param, error_body
+from whop_pipeline.sandbox.whop.hooks_api import webhook_routes
 from whop_pipeline.sandbox.whop.queries import LIST_REQUESTS, Params, account_mismatch
 from whop_pipeline.sandbox.whop.render import render
 
@@ -76,7 +79,7 @@ def build_app(emu: WhopEmulator) -> Starlette:
                 code="missing_api_key",
             )
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or token.strip() != emu.api_key:
+        if scheme.lower() != "bearer" or not emu.accepts(token.strip()):
             raise WhopApiError(
                 401, "The API key provided is invalid or has been revoked.", code="invalid_api_key"
             )
@@ -186,6 +189,7 @@ def build_app(emu: WhopEmulator) -> Starlette:
         return _json(500, error_body(500, f"Internal error: {type(exc).__name__}"))
 
     routes = [
+        *webhook_routes(emu, authorize, _body),
         Route("/api/v1/{resource}", list_endpoint, methods=["GET"]),
         Route("/api/v1/{resource}/{id}", retrieve_endpoint, methods=["GET"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),

@@ -34,49 +34,22 @@ HMAC-SHA256 key is the raw UTF-8 bytes of the whole secret, prefix included. Eve
 re-signed with a fresh ``webhook-timestamp`` (the body and ``webhook-id`` stay the same), so a late
 retry still verifies within the five-minute tolerance.
 
-Delivery is asynchronous on one background thread: a non-2xx answer or a connection error is retried
-after each of ``retry_delays`` in turn (default 10, 20, 40 s), then dropped. Every attempt is logged.
+Signing and delivery (one background thread, retries, registered webhooks' targets) live in
+``delivery.py``; ``sign`` and ``WebhookDispatcher`` are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import heapq
-import hmac
-import itertools
-import json
-import random
-import ssl
-import threading
-import time
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
 from whop_pipeline.sandbox.dataset import VALID_STATUSES, WhopDataset, iso
 from whop_pipeline.sandbox.whop.control import Change
+from whop_pipeline.sandbox.whop.delivery import WebhookDispatcher, sign
 from whop_pipeline.sandbox.whop.fields import REFUNDED
-from whop_pipeline.sandbox.whop.ids import Ids
 from whop_pipeline.sandbox.whop.money import major_float, to_usd_cents
 
 DEFAULT_API_VERSION_DATE = "2026-10-15-1"
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Built once per process: loading the CA bundle for every emulator's client is slow.
-    return httpx.create_ssl_context()
-
-
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """``webhook-signature`` value: ``v1,<base64 HMAC-SHA256>`` keyed by the secret's raw bytes."""
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 def payment_status_event(status: str, substatus: str) -> str | None:
@@ -197,155 +170,12 @@ def refund_payload(ds: WhopDataset, change: Change, refund_id: str) -> dict[str,
     }
 
 
-@dataclass(order=True)
-class _Delivery:
-    due: float
-    seq: int
-    webhook_id: str = field(compare=False)
-    event_type: str = field(compare=False)
-    body: bytes = field(compare=False)
-    attempt: int = field(default=1, compare=False)
-
-
-class WebhookDispatcher:
-    """Signs and posts events to one target on a background thread, with retries."""
-
-    def __init__(
-        self,
-        url: str | None,
-        secret: str | None,
-        *,
-        retry_delays: tuple[float, ...] = (10.0, 20.0, 40.0),
-        timeout: float = 10.0,
-        seed: int = 0,
-    ) -> None:
-        self.url, self.secret = url, secret
-        self.retry_delays = tuple(retry_delays)
-        self._timeout = timeout
-        self._ids = Ids(random.Random(f"webhooks:{seed}"))
-        self._seq = itertools.count()
-        self._queue: list[_Delivery] = []
-        self._attempts: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self._in_flight = 0
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url and self.secret)
-
-    def configure(self, url: str | None, secret: str | None) -> None:
-        with self._cond:
-            self.url, self.secret = url, secret
-
-    def new_id(self, prefix: str) -> str:
-        with self._cond:
-            return self._ids.new(prefix)
-
-    def enqueue(self, envelope: dict[str, Any]) -> None:
-        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
-        with self._cond:
-            if self._closed:
-                return
-            delivery = _Delivery(
-                time.monotonic(), next(self._seq), envelope["id"], envelope["type"], body
-            )
-            heapq.heappush(self._queue, delivery)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True, name="whop-webhooks")
-                self._thread.start()
-            self._cond.notify_all()
-
-    def attempts(self) -> list[dict[str, Any]]:
-        with self._cond:
-            return [dict(a) for a in self._attempts]
-
-    def clear_log(self) -> None:
-        with self._cond:
-            self._attempts.clear()
-
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queue) + self._in_flight
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Block until every queued delivery (retries included) is done; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._queue.clear()
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=self._timeout + 5)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=self._timeout, verify=_tls_context()) as client:
-            while True:
-                with self._cond:
-                    while not self._closed and (
-                        not self._queue or self._queue[0].due > time.monotonic()
-                    ):
-                        wait = self._queue[0].due - time.monotonic() if self._queue else None
-                        self._cond.wait(wait)
-                    if self._closed:
-                        return
-                    delivery = heapq.heappop(self._queue)
-                    url, secret = self.url, self.secret
-                    self._in_flight += 1
-                try:
-                    self._attempt(client, delivery, url, secret)
-                finally:
-                    with self._cond:
-                        self._in_flight -= 1
-                        self._cond.notify_all()
-
-    def _attempt(
-        self, client: httpx.Client, delivery: _Delivery, url: str | None, secret: str | None
-    ) -> None:
-        sent = int(time.time())
-        record: dict[str, Any] = {
-            "webhook_id": delivery.webhook_id,
-            "event_type": delivery.event_type,
-            "attempt": delivery.attempt,
-            "url": url,
-            "status": None,
-            "error": None,
-            "sent_at": iso(int(time.time() * 1000)),
-        }
-        if url and secret:
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": delivery.webhook_id,
-                "webhook-timestamp": str(sent),
-                "webhook-signature": sign(secret, delivery.webhook_id, sent, delivery.body),
-                "user-agent": "whop-sandbox-webhooks/1",
-            }
-            try:
-                response = client.post(url, content=delivery.body, headers=headers)
-                record["status"] = response.status_code
-            except httpx.HTTPError as exc:
-                record["error"] = f"{type(exc).__name__}: {exc}"
-        else:
-            record["error"] = "no webhook target configured"
-        ok = record["status"] is not None and 200 <= record["status"] < 300
-        retry = not ok and delivery.attempt <= len(self.retry_delays)
-        record["delivered"], record["will_retry"] = ok, retry
-        # When the next attempt is due, in seconds (Whop's schedule: docs/whop-api.md#delivery-and-retries).
-        record["retry_in"] = self.retry_delays[delivery.attempt - 1] if retry else None
-        with self._cond:
-            self._attempts.append(record)
-            if retry and not self._closed:
-                delay = self.retry_delays[delivery.attempt - 1]
-                delivery.due, delivery.seq = time.monotonic() + delay, next(self._seq)
-                delivery.attempt += 1
-                heapq.heappush(self._queue, delivery)
+__all__ = [
+    "DEFAULT_API_VERSION_DATE",
+    "WebhookDispatcher",
+    "events_for",
+    "payment_status_event",
+    "previous_attributes",
+    "refund_payload",
+    "sign",
+]

@@ -9,7 +9,9 @@ from whop_pipeline.settings import ConnectionSettings, db_url_from_env
 from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.twenty.client import TwentyClient
+from whop_pipeline.whop import tokens
 from whop_pipeline.whop.client import WhopClient
+from whop_pipeline.whop.oauth import OAuthSettings
 
 
 def check_connection(settings: ConnectionSettings) -> None:
@@ -35,8 +37,17 @@ def default_connection_name() -> str:
 
 
 def resolve(name: str) -> ConnectionSettings:
-    with get_engine(db_url_from_env()).connect() as conn:
-        return connections.resolve(conn, name)
+    """The connection with usable credentials: an OAuth connection's token refreshed if due."""
+    engine = get_engine(db_url_from_env())
+    with engine.connect() as conn:
+        settings = connections.resolve(conn, name)
+    if settings.whop_auth != "oauth":
+        return settings
+    try:
+        token = tokens.access_token(engine, name, OAuthSettings.from_env())
+    except tokens.NeedsReauthorization as exc:
+        raise connections.ConnectionProblem(str(exc)) from None
+    return settings.model_copy(update={"whop_api_key": token})
 
 
 def schedulable() -> list[str]:
