@@ -56,6 +56,27 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--webhook-url", help="deliver signed Whop webhooks here on every change")
     p.add_argument("--webhook-secret", help="the webhook secret (ws_...) to sign them with")
+    p.add_argument(
+        "--oauth-client-id", default="app_sandbox", help="the OAuth app's client id (app_...)"
+    )
+    p.add_argument(
+        "--oauth-client-secret",
+        default="sandbox-oauth-secret",
+        help="the OAuth app's client secret (an empty value registers a public client)",
+    )
+    p.add_argument(
+        "--oauth-redirect-uri",
+        default="http://127.0.0.1:8830/auth/whop/callback",
+        metavar="URL",
+        help="the app's one registered redirect URI (matched exactly)",
+    )
+    p.add_argument(
+        "--oauth-token-lifetime",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="how long OAuth access tokens last (default 3600)",
+    )
     p.set_defaults(handler="whop_pipeline.cli.sandbox:main")
 
 

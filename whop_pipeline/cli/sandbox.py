@@ -8,6 +8,12 @@ import threading
 
 from whop_pipeline.sandbox.dataset import check_scale
 from whop_pipeline.sandbox.runner import check_accounts, describe, start_sandbox
+from whop_pipeline.sandbox.whop.oauth import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_REDIRECT_URI,
+    DEFAULT_TOKEN_LIFETIME,
+)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -19,6 +25,10 @@ def main(args: argparse.Namespace) -> int:
         accounts = check_accounts(getattr(args, "accounts", 1))
     except ValueError as exc:
         print(f"whop-pipeline sandbox: --{exc}")
+        return 2
+    lifetime = getattr(args, "oauth_token_lifetime", DEFAULT_TOKEN_LIFETIME)
+    if lifetime <= 0:
+        print("whop-pipeline sandbox: --oauth-token-lifetime must be a positive number of seconds")
         return 2
     sandbox = start_sandbox(
         args.dataset,
@@ -34,6 +44,10 @@ def main(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         accounts=accounts,
+        oauth_client_id=getattr(args, "oauth_client_id", DEFAULT_CLIENT_ID),
+        oauth_client_secret=getattr(args, "oauth_client_secret", DEFAULT_CLIENT_SECRET) or None,
+        oauth_redirect_uri=getattr(args, "oauth_redirect_uri", DEFAULT_REDIRECT_URI),
+        oauth_token_lifetime=lifetime,
     )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -296,6 +296,11 @@ def describe(sandbox: Sandbox, dataset: str) -> str:
         "POST /_sandbox/{memberships,payments}[/{id}], POST /_sandbox/members/{id} on Whop; "
         "GET /_sandbox/dump on both. Ctrl-C stops.",
     ]
+    if several:
+        lines.append(
+            "Accounts: GET /_sandbox/accounts on Whop, GET /_sandbox/workspaces on Twenty; "
+            "address one with ?account=biz_... (Whop) or ?workspace=<id> (Twenty)."
+        )
     if sandbox.whop_app is not None:
         config, url = sandbox.oauth.config, sandbox.whop_server.url
         secret = config.client_secret or "(none: public client)"
@@ -307,9 +312,4 @@ def describe(sandbox: Sandbox, dataset: str) -> str:
             "  control: POST /_sandbox/oauth/{consent,revoke,expire}, POST /_sandbox/clock; "
             "webhooks: /api/v1/webhooks",
         ]
-    if several:
-        lines.append(
-            "Accounts: GET /_sandbox/accounts on Whop, GET /_sandbox/workspaces on Twenty; "
-            "address one with ?account=biz_... (Whop) or ?workspace=<id> (Twenty)."
-        )
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from whop_pipeline.inbox.receiver import create_receiver_app
 from whop_pipeline.store.database import get_engine
-from whop_pipeline.web import auth, oauth_routes
+from whop_pipeline.web import auth, graphql_api, oauth_routes, pages
 from whop_pipeline.web.launcher import SyncLauncher
 
 SESSION_MAX_AGE = 8 * 3600
@@ -52,7 +52,9 @@ def create_web_app(
     routes: list[BaseRoute] = [
         Route("/auth/whop", oauth_routes.start, methods=["GET"]),
         Route("/auth/whop/callback", oauth_routes.callback, methods=["GET"]),
+        *graphql_api.routes(),
         *(extra_routes or []),
+        *pages.routes(),
         Mount("/", app=receiver),
     ]
     app = Starlette(

@@ -89,6 +89,11 @@ class SyncLauncher:
             self._futures[run_id] = self._pool.submit(work)
         return run_id
 
+    def launched(self, connection: str) -> list[str]:
+        """Run ids this app launched for ``connection``, oldest first."""
+        with self._lock:
+            return [run_id for run_id, owner in self._owners.items() if owner == connection]
+
     def wait(self, run_id: str, timeout: float | None = None) -> None:
         future = self._futures.get(run_id)
         if future is not None:
