@@ -15,12 +15,21 @@ from whop_pipeline.whop.oauth import OAuthSettings
 
 
 def check_connection(settings: ConnectionSettings) -> None:
-    """``PreflightError`` naming the connection, the setting and the cause, or nothing."""
+    """``PreflightError`` naming the connection, the setting and the cause, or nothing. An OAuth
+    connection whose token Whop refuses gets one refresh first."""
+    reauthorize = None
+    if settings.whop_auth == "oauth":
+        engine = get_engine(db_url_from_env())
+
+        def reauthorize() -> str:
+            return _oauth_token(engine, settings.name, force=True)
+
     with WhopClient(
         base_url=settings.whop_api_base_url,
         api_key=settings.whop_api_key,
         account_id=settings.whop_account_id,
         setting_name=settings.setting,
+        reauthorize=reauthorize,
     ) as whop:
         whop.check(settings.name)
     with TwentyClient(
@@ -43,11 +52,14 @@ def resolve(name: str) -> ConnectionSettings:
         settings = connections.resolve(conn, name)
     if settings.whop_auth != "oauth":
         return settings
+    return settings.model_copy(update={"whop_api_key": _oauth_token(engine, name)})
+
+
+def _oauth_token(engine, name: str, *, force: bool = False) -> str:
     try:
-        token = tokens.access_token(engine, name, OAuthSettings.from_env())
+        return tokens.access_token(engine, name, OAuthSettings.from_env(), force=force)
     except tokens.NeedsReauthorization as exc:
         raise connections.ConnectionProblem(str(exc)) from None
-    return settings.model_copy(update={"whop_api_key": token})
 
 
 def schedulable() -> list[str]:

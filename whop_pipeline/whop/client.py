@@ -172,12 +172,20 @@ class WhopClient:
         """One cheap call (the first product): ``PreflightError`` in one line when the API is
         unreachable or refuses the key; retries are for later calls."""
         url = self._setting("whop_api_base_url")
-        response = probe(
-            self._http,
-            "/products",
-            params={"account_id": self.account_id, "first": "1"},
-            what=f"connection {connection!r}: Whop at {self._http.base_url} ({url})",
-        )
+
+        def first_product() -> httpx.Response:
+            return probe(
+                self._http,
+                "/products",
+                params={"account_id": self.account_id, "first": "1"},
+                what=f"connection {connection!r}: Whop at {self._http.base_url} ({url})",
+            )
+
+        response = first_product()
+        if response.status_code == 401 and self._reauthorize is not None:
+            # An OAuth access token Whop no longer accepts: one refresh, then the verdict.
+            self._http.headers["Authorization"] = f"Bearer {self._reauthorize()}"
+            response = first_product()
         if response.status_code in (401, 403):
             raise PreflightError(
                 f"connection {connection!r}: Whop refused the key: "

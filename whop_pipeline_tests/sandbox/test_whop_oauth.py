@@ -147,7 +147,9 @@ def test_code_flow_with_pkce_gives_tokens_for_the_granted_account(
     )
     expected = sorted(m.id for m in second.whop.dataset.members)
     assert ids(members) == expected
-    other = client.get(f"{approving.whop_base_url}/members", params={"account_id": first.account_id})
+    other = client.get(
+        f"{approving.whop_base_url}/members", params={"account_id": first.account_id}
+    )
     assert ids(other) == []
 
 
@@ -169,7 +171,9 @@ def test_consent_page_shows_user_and_account_then_approve_redirects_with_code(
     being granted, Approve / Deny); approving redirects to ``redirect_uri?code=…&state=…``."""
     sandbox.oauth.set_consent("ask")
     second = sandbox.account(2)
-    page = authorize(sandbox, oauth_client(sandbox), generate_token(48), company_id=second.account_id)
+    page = authorize(
+        sandbox, oauth_client(sandbox), generate_token(48), company_id=second.account_id
+    )
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for text in ("Approve", "Deny", sandbox.oauth.user.username, second.account_id):
         assert text in page.text

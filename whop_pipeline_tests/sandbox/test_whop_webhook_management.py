@@ -103,9 +103,7 @@ def change(env: WhopEnv) -> None:
     """One membership change that sends exactly one event (``membership.updated``), then waits
     until its deliveries are done."""
     ident = next(
-        m.id
-        for m in env.dataset.memberships
-        if m.status == "active" and not m.cancel_at_period_end
+        m.id for m in env.dataset.memberships if m.status == "active" and not m.cancel_at_period_end
     )
     env.emulator.update_membership(ident, metadata={"n": next(_CHANGES)})
     assert env.emulator.wait_for_webhooks(10)
@@ -145,7 +143,10 @@ def test_another_account_is_out_of_reach(env: WhopEnv, receiver: SwitchReceiver)
     )
     assert refused.status_code == 404 and refused.json()["error"]["param"] == "resource_id"
     assert env.http.get(f"{env.base}/webhooks").status_code == 200
-    assert env.http.get(f"{env.base}/webhooks", headers={"Authorization": "Bearer x"}).status_code == 401
+    assert (
+        env.http.get(f"{env.base}/webhooks", headers={"Authorization": "Bearer x"}).status_code
+        == 401
+    )
 
 
 def test_deliveries_record_success_and_failure_signed_with_the_webhook_secret(
@@ -306,7 +307,9 @@ def test_delete_stops_deliveries_and_events_filter(
     env.emulator.update_membership(ident, status="expired")  # updated + deactivated (+ member)
     assert env.emulator.wait_for_webhooks(10)
     assert len(receiver.received) == 1
-    events = [unwrap(b, headers=h, key=filtered["webhook_secret"]) for b, h, _ in whop_receiver.received]
+    events = [
+        unwrap(b, headers=h, key=filtered["webhook_secret"]) for b, h, _ in whop_receiver.received
+    ]
     assert [e["type"] for e in events] == ["membership.deactivated"]
     assert [row["id"] for row in env.get("/webhooks").json()["data"]] == [filtered["id"]]
 
@@ -322,8 +325,8 @@ def test_the_configured_target_keeps_working_beside_registered_webhooks(
     try:
         hook = create(env, receiver.url)
         change(env)
-        (legacy_body, legacy_headers, _), = whop_receiver.received
-        (hook_body, hook_headers, _), = receiver.received
+        ((legacy_body, legacy_headers, _),) = whop_receiver.received
+        ((hook_body, hook_headers, _),) = receiver.received
         legacy = unwrap(legacy_body, headers=legacy_headers, key=LEGACY_SECRET)
         registered = unwrap(hook_body, headers=hook_headers, key=hook["webhook_secret"])
         assert legacy == registered

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from whop_pipeline.execution.sync import run_sync
 from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.store import connections, oauth_tokens, tokens
@@ -250,3 +251,50 @@ def test_only_an_allowed_principal_may_start(stack):
     assert anonymous.status_code == 401 and other.status_code == 403
     with stack.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(oauth_states)).scalar_one() == 0
+
+
+def connect(stack: Stack) -> None:
+    with stack.client() as client:
+        callback = stack.authorize(client, stack.start(client).headers["location"])
+        assert client.get(callback).status_code == 303
+    launcher = stack.web.state.launcher
+    for run_id in launcher.launched("acme"):
+        launcher.wait(run_id, timeout=120)
+
+
+def stored_refresh_token(stack: Stack) -> str | None:
+    with stack.engine.connect() as conn:
+        return oauth_tokens.read(conn, SecretBox.from_env(), "acme").refresh_token
+
+
+def oauth_state(stack: Stack) -> dict:
+    return httpx.get(f"{stack.sandbox.whop_server.url}/_sandbox/oauth").json()
+
+
+def test_an_expired_access_token_is_refreshed_once_and_the_sync_goes_on(stack):
+    connect(stack)
+    first = stored_refresh_token(stack)
+    httpx.post(f"{stack.sandbox.whop_server.url}/_sandbox/oauth/expire", json={})
+    instance = stack.web.state.launcher.instance
+    report = run_sync(connection="acme", instance=instance, printer=lambda _line: None)
+    assert report.success, report.error
+    second = stored_refresh_token(stack)
+    assert second != first  # rotated, and the new one saved
+    assert oauth_state(stack)["live_refresh_tokens"] == 1  # the old one was spent, once
+    # Fresh now: the next sync spends no refresh token.
+    assert run_sync(connection="acme", instance=instance, printer=lambda _line: None).success
+    assert stored_refresh_token(stack) == second
+
+
+def test_a_revoked_refresh_token_ends_in_needs_reauth_without_retrying(stack):
+    connect(stack)
+    root = stack.sandbox.whop_server.url
+    httpx.post(f"{root}/_sandbox/oauth/revoke", json={"all": True})
+    httpx.post(f"{root}/_sandbox/oauth/expire", json={})
+    instance = stack.web.state.launcher.instance
+    with pytest.raises(connections.ConnectionProblem, match="connect Whop again"):
+        run_sync(connection="acme", instance=instance, printer=lambda _line: None)
+    row = stack.row()
+    assert row.status == "needs_reauth" and "Whop refused the refresh" in row.last_error
+    with stack.engine.connect() as conn:
+        assert "acme" not in connections.schedulable(conn)  # no schedule retries it

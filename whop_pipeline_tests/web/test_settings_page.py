@@ -14,9 +14,10 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
+from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.store import connections, tokens
+from whop_pipeline.store.database import get_engine
 from whop_pipeline.web.app import create_web_app
 from whop_pipeline.web.launcher import RunView
 from whop_pipeline_tests.connections_helpers import add_connection
@@ -45,7 +46,7 @@ class Launches:
 
 @dataclass
 class Page:
-    client: TestClient
+    client: httpx.Client
     app: object
     launches: Launches
 
@@ -96,8 +97,15 @@ def page(monkeypatch, sqlite_url, encryption_key) -> Iterator[Page]:
                 launches.run(run_id, connection) or real_run(run_id, connection)
             ),
         )
-        with TestClient(app, base_url="http://testserver") as client:
-            yield Page(client, app, launches)
+        get_engine(sqlite_url)
+        server = BackgroundServer(app).start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                yield Page(client, app, launches)
+        finally:
+            server.stop()
+            app.state.launcher.close()
+            app.state.receiver.state.writer.close()
 
 
 def test_every_page_carries_the_security_headers(page):

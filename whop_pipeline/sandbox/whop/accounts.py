@@ -73,8 +73,10 @@ class WhopAccounts:
             await first.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(OAUTH_PREFIX) or path == OAUTH_CONTROL or path.startswith(
-            OAUTH_CONTROL + "/"
+        if (
+            path.startswith(OAUTH_PREFIX)
+            or path == OAUTH_CONTROL
+            or path.startswith(OAUTH_CONTROL + "/")
         ):
             await self.oauth_app(scope, receive, send)
             return
