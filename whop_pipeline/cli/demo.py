@@ -119,16 +119,20 @@ def main(args: argparse.Namespace) -> int:
     # Before any pipeline module loads: the partitions start where the demo's history does.
     os.environ["WHOP_SYNC_START_DATE"] = start_date.isoformat()
 
+    from whop_pipeline.cli.demo_oauth import connect_with_oauth, oauth_environment
     from whop_pipeline.cli.inbox import process_pending
     from whop_pipeline.cli.sync import run_sync
     from whop_pipeline.inbox import store
-    from whop_pipeline.inbox.receiver import create_receiver_app
+    from whop_pipeline.lib.secrets import KEYS_VAR, generate_key
     from whop_pipeline.sandbox.common import BackgroundServer
     from whop_pipeline.sandbox.runner import start_sandbox
     from whop_pipeline.store.database import get_engine
+    from whop_pipeline.web.app import create_web_app
 
-    _heading("1. Sandbox: Whop API v1 and Twenty emulators, webhook receiver")
-    receiver = BackgroundServer(create_receiver_app(db_url=db_url, secrets={"default": SECRET}))
+    _heading("1. Sandbox: Whop API v1 (two accounts) and Twenty emulators, the web app")
+    os.environ[KEYS_VAR] = generate_key()  # the demo's own key: its database is thrown away
+    app = create_web_app(db_url=db_url, secrets={"default": SECRET})
+    receiver = BackgroundServer(app)
     receiver.start()
     sandbox = start_sandbox(
         args.dataset,
@@ -137,7 +141,10 @@ def main(args: argparse.Namespace) -> int:
         twenty_rate_limit=TWENTY_CALLS_PER_MINUTE,
         webhook_url=f"{receiver.url}/webhooks/whop/default",
         webhook_secret=SECRET,
+        accounts=2,
+        oauth_redirect_uri=f"{receiver.url}/auth/whop/callback",
     )
+    os.environ.update(oauth_environment(receiver.url, sandbox.whop_server.url, sandbox))
     try:
         counts = sandbox.whop.dataset.counts()
         _say(
@@ -205,8 +212,14 @@ def main(args: argparse.Namespace) -> int:
             f"({sum(write_requests(full_calls).values())} writes) = "
             f"{total / TWENTY_CALLS_PER_MINUTE:.1f} min of a 100 calls/min budget"
         )
+
+        _heading("7. A second Whop account, connected with OAuth (Connect Whop)")
+        if not connect_with_oauth(app, receiver.url, sandbox, _say):
+            return 1
         _say(f"  demo finished in {time.monotonic() - started:.0f}s")
     finally:
-        sandbox.stop()
         receiver.stop()
+        app.state.launcher.close()
+        app.state.receiver.state.writer.close()
+        sandbox.stop()
     return 0

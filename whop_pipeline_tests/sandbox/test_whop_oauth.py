@@ -158,6 +158,7 @@ def test_without_company_id_the_grant_is_for_the_first_account(approving: runner
     client = oauth_client(approving)
     token, _ = tokens(approving, client)
     first = approving.account(1)
+    assert approving.oauth.account_of(token["access_token"]) == first.account_id
     products = client.get(
         f"{approving.whop_base_url}/products", params={"account_id": first.account_id}
     )

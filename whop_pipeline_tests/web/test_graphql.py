@@ -5,7 +5,10 @@ followed by the status it leaves."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -20,6 +23,7 @@ from whop_pipeline.orchestration.tags import CONNECTION_TAG
 from whop_pipeline.sandbox.common import free_port
 from whop_pipeline.sandbox.readings import live_records, write_requests
 from whop_pipeline.store import connections, oauth_tokens
+from whop_pipeline.web import launcher as launcher_module
 from whop_pipeline.whop.oauth import OAuthSettings
 from whop_pipeline_tests.pipeline import start_test_sandbox
 from whop_pipeline_tests.web.helpers import (
@@ -260,6 +264,37 @@ def test_a_connection_token_acts_on_its_connection_alone(stack):
         assert [c["name"] for c in graphql_data(beta, CONNECTIONS)["whopConnections"]] == ["beta"]
         run = graphql_data(beta, RUN, id=beta_run)["whopSyncRun"]
         assert run["status"] == "SUCCESS" and run["usersSync"] == landed(stack.dump(2), "people")
+
+
+def test_a_waiting_sync_holds_up_nothing_else(stack, monkeypatch):
+    """``wait: true`` waits in a worker thread: while the run is held, the same app answers the
+    health check and other queries, and the waiting mutation answers once the run is let go."""
+    gate = threading.Event()
+    real_run_sync = launcher_module.run_sync
+
+    def held_run_sync(*args, **kwargs):
+        assert gate.wait(timeout=120), "the test never let the run go"
+        return real_run_sync(*args, **kwargs)
+
+    monkeypatch.setattr(launcher_module, "run_sync", held_run_sync)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, stack.client("acme") as acme:
+        waiting = pool.submit(graphql_data, acme, TRIGGER, full=True, wait=True)
+        deadline = time.monotonic() + 60
+        while not stack.web.launcher.launched("acme"):
+            assert time.monotonic() < deadline and not waiting.done(), "no run was launched"
+            time.sleep(0.01)
+        [run_id] = stack.web.launcher.launched("acme")
+        with stack.web.client() as other:
+            assert other.get("/healthz").json() == {"status": "ok"}
+            status = graphql_data(other, STATUS, connection="acme")["whopConnectionStatus"]
+            assert status["lastRun"] is None
+            held = graphql_data(other, RUN, connection="acme", id=run_id)["whopSyncRun"]
+            assert held["status"] == "STARTING" and held["usersSync"] is None
+        assert not waiting.done()  # still waiting for the held run
+        gate.set()
+        result = waiting.result(timeout=120)["triggerWhopSync"]
+    assert result["runId"] == run_id and result["success"] and result["status"] == "SUCCESS"
+    assert result["usersSync"] == landed(stack.dump(1), "people")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Webhooks registered through the API (``POST /api/v1/webhooks``): their delivery log, failure
-tracking, auto-disable and replays. The routes are in ``hooks_api.py``; the facts behind them are in
-docs/whop-api.md#managing-webhooks.
+tracking, auto-disable and replays. The routes are in ``hooks_api.py``, the records in
+``hook_records.py``; the facts behind them are in docs/whop-api.md#managing-webhooks.
 
 - Each enabled webhook gets every event of its account (only the listed ``events`` when the list is
   not empty), signed with its own ``ws_`` secret, on the dispatcher's thread and retry schedule.
@@ -22,19 +22,23 @@ docs/whop-api.md#managing-webhooks.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import secrets
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
-from whop_pipeline.sandbox.dataset import DAY_MS, iso
+from whop_pipeline.sandbox.dataset import DAY_MS
 from whop_pipeline.sandbox.whop.clock import SandboxClock, parse_time
 from whop_pipeline.sandbox.whop.delivery import AttemptResult, Delivery, WebhookDispatcher
 from whop_pipeline.sandbox.whop.errors import WhopApiError, bad_param
+from whop_pipeline.sandbox.whop.hook_records import (
+    DeliveryRecord,
+    RegisteredWebhook,
+    response_json,
+    with_id,
+)
 from whop_pipeline.sandbox.whop.ids import Ids
 from whop_pipeline.sandbox.whop.paging import relay_page
 
@@ -42,112 +46,6 @@ FAILURE_WINDOW_MS = 3 * DAY_MS
 RETENTION_MS = 30 * DAY_MS
 _VERSION_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(-\d+)?$")
 _EVENT = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
-
-
-@dataclass
-class DeliveryRecord:
-    id: str
-    message_id: str  # the webhook-id it was sent under
-    original_id: str  # the message's first webhook-id (replays group on it)
-    event: str
-    body: bytes
-    sent_at: int
-    response_code: int
-    response_body: dict[str, Any] | None
-    success: bool
-    total_time: float
-    replayed_from: str | None
-
-    def render(self, resource_id: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "event": self.event,
-            "request_body": json.loads(self.body),
-            "resource_id": resource_id,
-            "response_body": self.response_body,
-            "response_code": self.response_code,
-            "sent_at": iso(self.sent_at),
-            "success": self.success,
-            "total_time": round(self.total_time, 6),
-            "replayed_from": self.replayed_from,
-        }
-
-
-@dataclass
-class RegisteredWebhook:
-    """One webhook endpoint; also the dispatcher's ``DeliveryTarget`` for its deliveries."""
-
-    id: str
-    url: str
-    secret: str
-    events: list[str]
-    api_version_date: str | None
-    resource_id: str
-    enabled: bool
-    created_at: int
-    child_resource_events: bool = False
-    consecutive_failures: int = 0
-    failing_since: int | None = None
-    last_failure_at: int | None = None
-    disabled_at: int | None = None
-    disabled_reason: str | None = None
-    deleted: bool = False
-    deliveries: list[DeliveryRecord] = field(default_factory=list)  # oldest first
-    registry: WebhookRegistry | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def active(self) -> bool:
-        return self.enabled and not self.deleted
-
-    def wants(self, event_type: str) -> bool:
-        return not self.events or event_type in self.events
-
-    def attempted(self, delivery: Delivery, result: AttemptResult) -> None:
-        if self.registry is not None:
-            self.registry.attempted(self, delivery, result)
-
-    def render(self, *, with_secret: bool = False, list_item: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "url": self.url,
-            "enabled": self.enabled,
-            "events": list(self.events),
-            "api_version": "v1",
-            "api_version_date": self.api_version_date,
-            "child_resource_events": self.child_resource_events,
-            "resource_id": self.resource_id,
-            "created_at": iso(self.created_at),
-            "consecutive_failures": self.consecutive_failures,
-            "failing_since": iso(self.failing_since),
-            "last_failure_at": iso(self.last_failure_at),
-            "disabled_at": iso(self.disabled_at),
-            "disabled_reason": self.disabled_reason,
-            "webhook_secret": self.secret if with_secret else None,
-        }
-        if not list_item:
-            body["testable_events"] = list(self.events)
-        return body
-
-
-def _response_json(result: AttemptResult) -> dict[str, Any] | None:
-    if result.status is None or not result.body:
-        return None
-    try:
-        value = json.loads(result.body)
-    except ValueError:
-        value = None
-    if isinstance(value, dict):
-        return value
-    raw = result.body[:100].decode("utf-8", "replace")
-    return {"error": "The response is not a JSON object", "raw_body": raw}
-
-
-def _with_id(body: bytes, message_id: str) -> bytes:
-    envelope = json.loads(body)
-    if envelope.get("id") == message_id:
-        return body
-    envelope["id"] = message_id
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _flag(fields: dict[str, Any], name: str, default: bool | None = None) -> bool | None:
@@ -313,7 +211,7 @@ class WebhookRegistry:
                     body=delivery.body,
                     sent_at=now,
                     response_code=result.status or 0,
-                    response_body=_response_json(result),
+                    response_body=response_json(result),
                     success=result.delivered,
                     total_time=result.seconds,
                     replayed_from=delivery.meta.get("replayed_from"),
@@ -357,7 +255,7 @@ class WebhookRegistry:
     ) -> None:
         message_id = self.dispatcher.new_id("msg_") if regenerate else record.original_id
         meta = {"replayed_from": record.id, "original_id": record.original_id}
-        body = _with_id(record.body, message_id)
+        body = with_id(record.body, message_id)
         self.dispatcher.send(
             message_id, record.event, body, target=hook, retries=False, done=done, meta=meta
         )

@@ -1,6 +1,7 @@
 """An OAuth 2.1 authorization server for one registered app, on the Whop emulator's host root.
 
-The facts it follows are in docs/whop-api.md#oauth; the routes are in ``oauth_routes.py``. In short:
+The facts it follows are in docs/whop-api.md#oauth; the routes are in ``oauth_routes.py``, the
+app's settings and helpers in ``oauth_common.py``. In short:
 
 - Authorization code with PKCE (``S256`` only, required on every request), ``state`` echoed back,
   ``nonce`` required with the ``openid`` scope, ``company_id`` picking the account the grant is for
@@ -21,10 +22,7 @@ The facts it follows are in docs/whop-api.md#oauth; the routes are in ``oauth_ro
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -33,64 +31,25 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from whop_pipeline.sandbox.whop.clock import SandboxClock
+from whop_pipeline.sandbox.whop.oauth_common import (
+    CODE_LIFETIME,
+    CONSENT_DECISIONS,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_REDIRECT_URI,
+    DEFAULT_TOKEN_LIFETIME,
+    SCOPE_TOKEN,
+    OAuthConfig,
+    OAuthError,
+    PageError,
+    RedirectError,
+    SandboxUser,
+    make_jwt,
+    pkce_challenge,
+)
 
 if TYPE_CHECKING:
     from whop_pipeline.sandbox.whop.app import WhopEmulator
-
-DEFAULT_CLIENT_ID = "app_sandbox"
-DEFAULT_CLIENT_SECRET = "sandbox-oauth-secret"
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8830/auth/whop/callback"
-DEFAULT_TOKEN_LIFETIME = 3600
-CODE_LIFETIME = 600
-CONSENT_DECISIONS = ("approve", "deny", "ask")
-_SCOPE = re.compile(r"^[a-z_]+(:[a-z_]+)*$")
-
-
-@dataclass(frozen=True)
-class OAuthConfig:
-    """The one registered app: ``client_secret=None`` makes it a public client."""
-
-    client_id: str = DEFAULT_CLIENT_ID
-    client_secret: str | None = DEFAULT_CLIENT_SECRET
-    redirect_uri: str = DEFAULT_REDIRECT_URI
-    token_lifetime: int = DEFAULT_TOKEN_LIFETIME
-    code_lifetime: int = CODE_LIFETIME
-
-    def __post_init__(self) -> None:
-        if not self.client_id or not self.redirect_uri:
-            raise ValueError("an OAuth app needs a client id and a redirect URI")
-        if self.token_lifetime <= 0 or self.code_lifetime <= 0:
-            raise ValueError("token and code lifetimes must be positive")
-
-
-@dataclass(frozen=True)
-class SandboxUser:
-    """The Whop user who signs in and consents: the owner of every emulated account."""
-
-    id: str = "user_SandboxOwner01"
-    username: str = "sandbox_owner"
-    name: str = "Sandbox Owner"
-    email: str = "sandbox.owner@example.com"
-
-
-class OAuthError(Exception):
-    """An RFC 6749 §5.2 error: ``{"error", "error_description"}`` with ``status``."""
-
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(f"{error}: {description}")
-        self.error, self.description, self.status = error, description, status
-
-    @property
-    def body(self) -> dict[str, str]:
-        return {"error": self.error, "error_description": self.description}
-
-
-class RedirectError(OAuthError):
-    """An authorization request error reported to the (verified) redirect URI."""
-
-
-class PageError(OAuthError):
-    """An authorization request error shown on a page: the redirect URI is not verified."""
 
 
 @dataclass
@@ -126,26 +85,6 @@ class _Token:
     grant: _Grant
     expires_at: float | None = None  # access tokens only
     revoked: bool = False
-
-
-def pkce_challenge(verifier: str) -> str:
-    """``base64url(SHA-256(verifier))`` without padding (RFC 7636 §4.2, ``S256``)."""
-    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def make_jwt(claims: Mapping[str, Any], secret: str | None) -> str:
-    """A compact JWT: HS256 with ``secret``, else unsigned (``alg: none``)."""
-    header = {"alg": "HS256" if secret else "none", "typ": "JWT"}
-    signing = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(dict(claims)).encode())
-    if not secret:
-        return signing + "."
-    mac = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
-    return signing + "." + _b64(mac)
 
 
 class OAuthServer:
@@ -202,7 +141,7 @@ class OAuthServer:
         scope = " ".join((params.get("scope") or "").split())
         if not scope:
             raise RedirectError("invalid_scope", "scope is required (space-separated)")
-        if not all(_SCOPE.match(s) for s in scope.split()):
+        if not all(SCOPE_TOKEN.match(s) for s in scope.split()):
             raise RedirectError("invalid_scope", f"Malformed scope {scope!r}")
         challenge = params.get("code_challenge")
         if not challenge:
@@ -422,13 +361,17 @@ class OAuthServer:
 
 __all__ = [
     "CODE_LIFETIME",
+    "CONSENT_DECISIONS",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_REDIRECT_URI",
     "DEFAULT_TOKEN_LIFETIME",
+    "AuthRequest",
     "OAuthConfig",
     "OAuthError",
     "OAuthServer",
+    "PageError",
+    "RedirectError",
     "SandboxUser",
     "make_jwt",
     "pkce_challenge",

@@ -14,6 +14,9 @@
 Control (``/_sandbox/oauth``): ``GET`` (configuration and live token counts), ``POST /consent
 {"decision": "approve"|"deny"|"ask"}``, ``POST /revoke {"refresh_token"?: str, "all"?: bool}`` →
 ``{"revoked": n}``, ``POST /expire`` → ``{"expired": n}`` (every access token expires now).
+
+These routes sit outside the accounts' ``SandboxMiddleware``: never counted in ``/_sandbox/stats``,
+never faulted.
 """
 
 from __future__ import annotations
@@ -116,17 +119,23 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-async def _token_form(request: Request) -> dict[str, str]:
+async def _form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (a JSON object is accepted too). A parameter
+    sent twice is an ``invalid_request`` (RFC 6749 §3.1, §3.2)."""
+    raw = await request.body()
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            value = json.loads(await request.body() or b"{}")
+            value = json.loads(raw or b"{}")
         except ValueError as exc:
             raise OAuthError("invalid_request", "The body is not valid JSON") from exc
         if not isinstance(value, dict):
             raise OAuthError("invalid_request", "The body must be a JSON object")
         return {k: v for k, v in value.items() if isinstance(v, str)}
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise OAuthError("invalid_request", "A parameter was sent more than once")
+    return form
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -140,12 +149,14 @@ async def _json_body(request: Request) -> dict[str, Any]:
 def build_oauth_app(server: OAuthServer) -> Starlette:
     async def authorize(request: Request) -> Response:
         decision: str | None = None
+        try:
+            params = (
+                await _form(request) if request.method == "POST" else dict(request.query_params)
+            )
+        except OAuthError as exc:
+            return _error_page(exc)
         if request.method == "POST":
-            form = await request.form()
-            params = {k: v for k, v in form.items() if isinstance(v, str)}
             decision = params.pop("decision", None)
-        else:
-            params = dict(request.query_params)
         try:
             auth = server.authorization_request(params)
         except PageError as exc:
@@ -176,7 +187,7 @@ def build_oauth_app(server: OAuthServer) -> Starlette:
     async def token(request: Request) -> Response:
         try:
             basic = _basic_credentials(request)
-            form = await _token_form(request)
+            form = await _form(request)
             issuer = str(request.base_url).rstrip("/")
             return JSONResponse(server.token(form, basic, issuer), headers=NO_STORE)
         except OAuthError as exc:
