@@ -20,6 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from whop_pipeline.inbox.receiver import create_receiver_app
+from whop_pipeline.inbox.webhook_secrets import secret_cache_seconds_from_env
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.web import auth, graphql_api, oauth_routes, pages
 from whop_pipeline.web.launcher import SyncLauncher
@@ -34,10 +35,19 @@ def create_web_app(
     instance: dg.DagsterInstance | None = None,
     public_url: str | None = None,
     extra_routes: list[BaseRoute] | None = None,
+    secret_cache_seconds: float | None = None,
 ) -> Starlette:
     """The whole web app on ``db_url``; ``secrets`` are the receiver's static webhook secrets
     (the environment connection), ``instance`` the Dagster instance runs are launched on."""
-    receiver = create_receiver_app(db_url=db_url, secrets=secrets)
+    receiver = create_receiver_app(
+        db_url=db_url,
+        secrets=secrets,
+        secret_cache_seconds=(
+            secret_cache_seconds
+            if secret_cache_seconds is not None
+            else secret_cache_seconds_from_env()
+        ),
+    )
     launcher = SyncLauncher(instance)
     public = public_url or os.environ.get("WHOP_PIPELINE_PUBLIC_URL", "")
 

@@ -28,6 +28,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from strawberry.asgi import GraphQL
+from strawberry.extensions import MaskErrors
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, ExecutionResult, Info
 
@@ -310,7 +311,15 @@ class _Schema(strawberry.Schema):
         super().process_errors(unexpected, execution_context)
 
 
-schema = _Schema(query=Query, mutation=Mutation)
+def _unexpected(error: GraphQLError) -> bool:
+    """A resolver's own exception that is not an answer meant for the caller: a bug or an outage
+    whose message may name internals (SQL, hosts), so the caller gets "Unexpected error." while
+    the log keeps the original."""
+    original = error.original_error
+    return isinstance(original, Exception) and not isinstance(original, GraphQLError)
+
+
+schema = _Schema(query=Query, mutation=Mutation, extensions=[MaskErrors(_unexpected)])
 
 
 class _GraphQLApp(GraphQL):

@@ -50,6 +50,7 @@ TEMPLATES = Jinja2Templates(
 )
 CSRF_FIELD = "csrf_token"
 REFRESH_SECONDS = 2
+OUTCOME_GRACE = dt.timedelta(seconds=30)
 # The session is a signed cookie (about 4 kB at most): notices are kept short and few.
 MAX_NOTICES = 5
 MAX_NOTICE_CHARS = 400
@@ -89,9 +90,11 @@ class Row:
         view = self.view
         if view.last_sync_at is None:
             return "never"
-        outcome = OUTCOME_TEXT.get(view.last_sync_outcome or "", view.last_sync_outcome or "")
-        written = f"{view.last_sync_written} record{'s' if view.last_sync_written != 1 else ''}"
-        return f"{outcome}, {written} written".strip(", ")
+        count = view.last_sync_written
+        parts = [f"{count} record{'' if count == 1 else 's'} written"]
+        if view.last_sync_outcome:
+            parts.insert(0, OUTCOME_TEXT.get(view.last_sync_outcome, view.last_sync_outcome))
+        return ", ".join(parts)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -235,9 +238,7 @@ def build_rows(
             # Refused before a run existed (a failed check, or a run already in progress): the
             # instance has no record of it, so this is the only place it is reported.
             notices.append(f"The sync of {name} did not start: {mine.error}")
-        # The instance marks a run finished a moment before its outcome is written to the
-        # connection: "running" there still counts as syncing.
-        syncing = (run is not None and not run.finished) or view.last_sync_outcome == "running"
+        syncing = in_progress(view, run)
         disconnected = view.status == "disconnected"
         rows.append(
             Row(
@@ -255,6 +256,20 @@ def build_rows(
             )
         )
     return rows, still_tracked, notices
+
+
+def in_progress(view: views.ConnectionView, run: RunView | None) -> bool:
+    if run is not None and not run.finished:
+        return True
+    # The instance marks a run finished a moment before its outcome is written to the
+    # connection: "running" there still counts, for that moment only (a process that died
+    # mid-run leaves "running" behind for good, and must not hide Sync now forever).
+    return (
+        view.last_sync_outcome == "running"
+        and run is not None
+        and run.finished_at is not None
+        and dt.datetime.now(dt.UTC) - run.finished_at < OUTCOME_GRACE
+    )
 
 
 def _status_text(view: views.ConnectionView) -> str:
@@ -346,8 +361,7 @@ async def sync_now(request: Request) -> Response:
         view = views.connection_view(engine, launcher, principal, name)
         tracked = request.session.get("runs", {}).get(name)
         mine = launcher.run(tracked, connection=name) if tracked else None
-        running = [r for r in (view.last_run, mine) if r is not None and not r.finished]
-        if running or view.last_sync_outcome == "running":
+        if any(in_progress(view, r) for r in (view.last_run, mine)):
             return None, f"A sync of {name} is already running."
         # A connection that never synced gets the whole history, later ones the recent days.
         full = view.last_sync_outcome is None
@@ -386,6 +400,9 @@ async def disconnect(request: Request) -> Response:
     context = {"principal": principal, "view": view}
     if form is None:
         return render(request, "confirm_disconnect.html", context)
+    if view.status == "disconnected":
+        notify(request, f"{name} is already disconnected.")
+        return see_other()
     if form.get("confirm") != "yes":
         notices = ["Tick “I understand” to disconnect; nothing was changed."]
         return render(request, "confirm_disconnect.html", {**context, "notices": notices}, 400)

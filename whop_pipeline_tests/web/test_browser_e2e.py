@@ -224,8 +224,7 @@ def test_the_settings_page_in_a_browser(
             activated = [
                 d
                 for d in deliveries
-                if d["event"] == "membership.activated"
-                and d["request_body"]["data"]["id"] == first
+                if d["event"] == "membership.activated" and d["request_body"]["data"]["id"] == first
             ]
             assert [d["response_code"] for d in activated] == [200], deliveries
 
@@ -254,7 +253,9 @@ def test_the_settings_page_in_a_browser(
             assert stage_of(sandbox, second) == "CUSTOMER"
 
             # --- Disconnect, confirmed: the records stay, the row says so, webhooks are 410 --
-            counts = {k: len(live_records(sandbox.twenty.dump(), k)) for k in ("people", "opportunities")}
+            counts = {
+                k: len(live_records(sandbox.twenty.dump(), k)) for k in ("people", "opportunities")
+            }
             page.goto(home)
             row.get_by_role("link", name="Disconnect").click()
             expect(page.get_by_role("heading", name="Disconnect acme?")).to_be_visible()
@@ -270,7 +271,9 @@ def test_the_settings_page_in_a_browser(
             expect(status).to_have_text("disconnected")
             expect(row.get_by_role("button", name="Sync now")).to_have_count(0)
             shot("disconnected")
-            after = {k: len(live_records(sandbox.twenty.dump(), k)) for k in ("people", "opportunities")}
+            after = {
+                k: len(live_records(sandbox.twenty.dump(), k)) for k in ("people", "opportunities")
+            }
             assert after == counts
             hooks = whop_api(sandbox, "GET", "/webhooks").json()["data"]
             assert hook_id not in {h["id"] for h in hooks}

@@ -1,7 +1,8 @@
 """The GraphQL API at ``/graphql`` over HTTP, on two sandbox accounts: the whole checklist of a
 connection (status, sync, the run's counts, disconnect) through GraphQL alone, each operation
-refused for another connection's token with nothing read or changed, and the Whop OAuth connect
-followed by the status it leaves."""
+refused for another connection's token with nothing read or changed, no operation without a valid
+token, a failed run's error, a waiting sync holding up nothing else, and the Whop OAuth connect
+followed by the same checklist."""
 
 from __future__ import annotations
 
@@ -16,15 +17,17 @@ from urllib.parse import urljoin
 import dagster as dg
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from whop_pipeline.cli import main
 from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.orchestration.tags import CONNECTION_TAG
 from whop_pipeline.sandbox.common import free_port
 from whop_pipeline.sandbox.readings import live_records, write_requests
+from whop_pipeline.sandbox.runner import Sandbox
 from whop_pipeline.store import connections, oauth_tokens
 from whop_pipeline.web import launcher as launcher_module
-from whop_pipeline.whop.oauth import OAuthSettings
+from whop_pipeline.web import views
 from whop_pipeline_tests.pipeline import start_test_sandbox
 from whop_pipeline_tests.web.helpers import (
     ADMIN_TOKEN,
@@ -67,7 +70,7 @@ DISCONNECT = """mutation Disconnect($connection: String) {
 @dataclass
 class Stack:
     web: WebApp
-    sandbox: object
+    sandbox: Sandbox
     instance: dg.DagsterInstance
     tokens: dict[str, str]
 
@@ -266,6 +269,33 @@ def test_a_connection_token_acts_on_its_connection_alone(stack):
         assert run["status"] == "SUCCESS" and run["usersSync"] == landed(stack.dump(2), "people")
 
 
+def test_a_failed_run_answers_success_false_with_its_error(stack):
+    """Acme's Whop key was revoked after it was added: the run fails on its check, and the
+    answer, the run and the status all carry Whop's refusal."""
+    with stack.web.engine.begin() as conn:
+        conn.execute(
+            sa.update(connections.connections)
+            .where(connections.connections.c.name == "acme")
+            .values(whop_credential_encrypted=SecretBox.from_env().encrypt("revoked-key"))
+        )
+    with stack.client("acme") as acme:
+        failed = graphql_data(acme, TRIGGER, full=True, wait=True)["triggerWhopSync"]
+        assert (failed["success"], failed["status"]) == (False, "FAILURE")
+        assert (failed["productsSync"], failed["usersSync"], failed["membershipsSync"]) == (
+            None,
+            None,
+            None,
+        )
+        [error] = failed["errors"]
+        assert "Whop refused the key" in error and "HTTP 401" in error
+        run = graphql_data(acme, RUN, id=failed["runId"])["whopSyncRun"]
+        assert (run["status"], run["errors"], run["usersSync"]) == ("FAILURE", [error], None)
+        status = graphql_data(acme, STATUS)["whopConnectionStatus"]
+        assert (status["status"], status["isConnected"]) == ("needs_reauth", False)
+        assert "refused the key" in status["lastError"]
+    assert stack.writes(1) == 0 and stack.writes(2) == 0
+
+
 def test_a_waiting_sync_holds_up_nothing_else(stack, monkeypatch):
     """``wait: true`` waits in a worker thread: while the run is held, the same app answers the
     health check and other queries, and the waiting mutation answers once the run is let go."""
@@ -277,24 +307,42 @@ def test_a_waiting_sync_holds_up_nothing_else(stack, monkeypatch):
         return real_run_sync(*args, **kwargs)
 
     monkeypatch.setattr(launcher_module, "run_sync", held_run_sync)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, stack.client("acme") as acme:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    acme, other = stack.client("acme"), stack.client()
+    try:
         waiting = pool.submit(graphql_data, acme, TRIGGER, full=True, wait=True)
         deadline = time.monotonic() + 60
         while not stack.web.launcher.launched("acme"):
             assert time.monotonic() < deadline and not waiting.done(), "no run was launched"
             time.sleep(0.01)
         [run_id] = stack.web.launcher.launched("acme")
-        with stack.web.client() as other:
-            assert other.get("/healthz").json() == {"status": "ok"}
-            status = graphql_data(other, STATUS, connection="acme")["whopConnectionStatus"]
-            assert status["lastRun"] is None
-            held = graphql_data(other, RUN, connection="acme", id=run_id)["whopSyncRun"]
-            assert held["status"] == "STARTING" and held["usersSync"] is None
+        assert other.get("/healthz").json() == {"status": "ok"}
+        status = graphql_data(other, STATUS, connection="acme")["whopConnectionStatus"]
+        assert status["lastRun"] is None
+        held = graphql_data(other, RUN, connection="acme", id=run_id)["whopSyncRun"]
+        assert held["status"] == "STARTING" and held["usersSync"] is None
         assert not waiting.done()  # still waiting for the held run
         gate.set()
         result = waiting.result(timeout=120)["triggerWhopSync"]
+    finally:
+        gate.set()  # a failed assertion must not leave the run held
+        pool.shutdown(wait=True)
+        acme.close()
+        other.close()
     assert result["runId"] == run_id and result["success"] and result["status"] == "SUCCESS"
     assert result["usersSync"] == landed(stack.dump(1), "people")
+
+
+def test_an_unexpected_failure_answers_without_its_details(stack, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("could not connect to server at db.internal:5432")
+
+    monkeypatch.setattr(views, "connection_view", broken)
+    with stack.client("acme") as acme:
+        assert graphql_error(acme, STATUS) == "Unexpected error."
+        # Answers meant for the caller still say what is wrong.
+        assert graphql_error(acme, STATUS, connection="beta").startswith("not allowed")
+    assert "db.internal:5432" in caplog.text  # the operator's log keeps it
 
 
 @pytest.mark.parametrize(
@@ -404,10 +452,8 @@ def test_connect_with_oauth_then_the_checklist(monkeypatch, sqlite_url, encrypti
                     True,
                     "oauth",
                 )
-                # The handle is what Whop's userinfo tells for the scopes the app asks.
-                user = sandbox.oauth.user
-                asked = OAuthSettings.from_env().scopes.split()
-                assert status["handle"] == (user.username if "profile" in asked else user.id)
+                # The handle of the Whop user who consented, from Whop's userinfo.
+                assert status["handle"] == sandbox.oauth.user.username
                 assert status["lastRun"]["id"] == first
                 assert status["lastRun"]["status"] == "SUCCESS"
                 dump = sandbox.twenty.dump()

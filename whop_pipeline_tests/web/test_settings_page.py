@@ -4,6 +4,7 @@ every page carries the security headers, and the post-OAuth flash is shown once.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from whop_pipeline.sandbox.common import BackgroundServer
-from whop_pipeline.store import connections, tokens
+from whop_pipeline.store import connections, sync_history, tokens
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.web.app import create_web_app
 from whop_pipeline.web.launcher import RunView
@@ -231,3 +232,14 @@ def test_the_flash_after_connecting_is_shown_once(page):
     assert "http-equiv" not in first
     second = page.client.get("/").text
     assert "Connected acme" not in second and "wpc_once" not in second
+
+
+def test_a_sync_left_running_by_a_dead_process_does_not_hide_sync_now(page):
+    with page.app.state.engine.begin() as conn:
+        sync_history.record_sync_start(
+            conn, "acme", "run-of-a-dead-process", dt.datetime.now(dt.UTC)
+        )
+    assert page.sign_in().status_code == 303
+    shown = page.client.get("/").text
+    row = shown.split('id="connection-acme"')[1].split("</tr>")[0]
+    assert "syncing…" not in row and "Sync now" in row and "http-equiv" not in shown

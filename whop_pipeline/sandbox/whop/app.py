@@ -3,6 +3,10 @@
 ``WhopEmulator.app`` is the ASGI app (wrapped in ``SandboxMiddleware`` for stats, latency and
 faults); its Python methods mirror the ``/_sandbox`` control endpoints so tests and the demo can
 drive changes without HTTP. Serve it with ``BackgroundServer`` or ``serve_whop``.
+
+``emulator.hooks`` holds the webhooks registered through ``/api/v1/webhooks`` (``hooks.py``);
+``emulator.clock`` is the emulator's clock (``clock.py``); OAuth access tokens are accepted once an
+``OAuthServer`` (``oauth.py``, set up by ``WhopAccounts``) serves this account.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ class DeliveryTarget(Protocol):
 
 
 class WebhookDispatcher:
-    """Signs and posts events to one target on a background thread, with retries."""
+    """Signs and posts events on a background thread, with retries: to the configured target
+    (``url``/``secret``), or to the ``DeliveryTarget`` a delivery carries."""
 
     def __init__(
         self,

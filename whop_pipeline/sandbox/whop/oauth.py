@@ -297,19 +297,18 @@ class OAuthServer:
         return found.account_id if found else None
 
     def userinfo(self, token: str | None) -> dict[str, Any]:
-        """OIDC userinfo: ``sub`` always, ``username``/``name`` with ``profile``, ``email`` with
-        ``email``, and ``account_id``, the account the token is scoped to."""
+        """The signed-in user (``sub``, ``username``, ``name``, ``email``, whatever the scopes)
+        and ``account_id``, the account the token is scoped to."""
         found = self._valid_access(token) if token else None
         if found is None:
             raise OAuthError("invalid_token", "The access token is invalid or expired", 401)
-        scopes = set(found.scope.split())
-        info: dict[str, Any] = {"sub": self.user.id}
-        if "profile" in scopes:
-            info.update(username=self.user.username, name=self.user.name)
-        if "email" in scopes:
-            info["email"] = self.user.email
-        info["account_id"] = found.account_id
-        return info
+        return {
+            "sub": self.user.id,
+            "username": self.user.username,
+            "name": self.user.name,
+            "email": self.user.email,
+            "account_id": found.account_id,
+        }
 
     # -- control (mirrors /_sandbox/oauth) ------------------------------------------------------
 
