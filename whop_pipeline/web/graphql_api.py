@@ -319,7 +319,7 @@ def _unexpected(error: GraphQLError) -> bool:
     return isinstance(original, Exception) and not isinstance(original, GraphQLError)
 
 
-schema = _Schema(query=Query, mutation=Mutation, extensions=[MaskErrors(_unexpected)])
+schema = _Schema(query=Query, mutation=Mutation, extensions=[lambda: MaskErrors(_unexpected)])
 
 
 class _GraphQLApp(GraphQL):
