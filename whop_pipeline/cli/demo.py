@@ -131,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
 
     _heading("1. Sandbox: Whop API v1 (two accounts) and Twenty emulators, the web app")
     os.environ[KEYS_VAR] = generate_key()  # the demo's own key: its database is thrown away
+    os.environ["WHOP_PIPELINE_DB_URL"] = db_url
     app = create_web_app(db_url=db_url, secrets={"default": SECRET})
     receiver = BackgroundServer(app)
     receiver.start()

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from whop_pipeline.inbox.receiver import create_receiver_app
 from whop_pipeline.inbox.webhook_secrets import secret_cache_seconds_from_env
+from whop_pipeline.settings import SettingsError, db_url_from_env
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.web import auth, graphql_api, oauth_routes, pages
 from whop_pipeline.web.launcher import SyncLauncher
@@ -38,7 +39,16 @@ def create_web_app(
     secret_cache_seconds: float | None = None,
 ) -> Starlette:
     """The whole web app on ``db_url``; ``secrets`` are the receiver's static webhook secrets
-    (the environment connection), ``instance`` the Dagster instance runs are launched on."""
+    (the environment connection), ``instance`` the Dagster instance runs are launched on.
+
+    The syncs it launches run the pipeline's own resources, which read ``WHOP_PIPELINE_DB_URL``:
+    ``db_url`` must be that database, or two databases would each hold half of a connection."""
+    configured = db_url_from_env()
+    if db_url != configured:
+        raise SettingsError(
+            "the web app's database must be WHOP_PIPELINE_DB_URL's (the syncs it starts read "
+            "that variable); set it to the same URL"
+        )
     receiver = create_receiver_app(
         db_url=db_url,
         secrets=secrets,
