@@ -48,6 +48,7 @@ def test_asset_checks(definitions):
         "whop_membership_members_present",
         "whop_webhook_inbox_has_no_dead_events",
         "connections_fresh",
+        "whop_webhook_healthy",
     }
     # Freshness covers every connection: its sensor evaluates it, never a connection's sync run.
     sync_checks = definitions.resolve_job_def("whop_sync_job").asset_layer.asset_graph

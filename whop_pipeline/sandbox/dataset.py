@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 Size = Literal["tiny", "small", "large"]
+Churn = Literal["learnable", "random"]
 DAY_MS = 86_400_000
 MEMBERSHIP_STATUSES = (
     "trialing", "active", "past_due", "completed", "canceled",
@@ -204,9 +205,10 @@ class WhopDataset:
         memberships: list[Membership],
         payments: list[Payment],
         scale: int = 1,
+        churn: str = "learnable",
     ) -> None:
         self.size, self.seed, self.start_date, self.now = size, seed, start_date, now
-        self.scale = scale
+        self.scale, self.churn = scale, churn
         self.account = account
         self.products, self.plans, self.members = products, plans, members
         self.memberships, self.payments = memberships, payments
@@ -253,19 +255,26 @@ def generate_dataset(
     start_date: date = date(2025, 1, 1),
     now: datetime | None = None,
     scale: int = 1,
+    churn: Churn = "learnable",
 ) -> WhopDataset:
     """Build the dataset for ``size`` deterministically from
-    ``(size, seed, start_date, now, scale)``.
+    ``(size, seed, start_date, now, scale, churn)``.
 
     ``now`` defaults to the current UTC time truncated to the hour; every ``created_at`` falls in
     ``[start_date, now)``. ``scale`` (a positive integer) multiplies the preset's members,
-    memberships and payments; products and plans stay.
+    memberships and payments; products and plans stay. ``churn`` picks how memberships end:
+    ``"learnable"`` (the churn process of ``whop_pipeline.sandbox.whop.churn``: failed payments,
+    short tenure and ``cancel_at_period_end`` raise the hazard) or ``"random"`` (ends independent of
+    all three, at about the same overall rate). The account, catalog and membership ids are the
+    same under both.
     """
+    from whop_pipeline.sandbox.whop.churn import check_churn
     from whop_pipeline.sandbox.whop.generate import build
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
     check_scale(scale)
+    check_churn(churn)
     if now is None:
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     elif now.tzinfo is None:
@@ -278,8 +287,10 @@ def generate_dataset(
     # The seed string leaves out the scale: scale 1 stays byte-identical to the preset, and the
     # account and catalog (drawn first, from the product count only) match across scales.
     rng = random.Random(f"whop-dataset:{size}:{seed}:{start_date.isoformat()}:{to_ms(now)}")
-    parts = build(SIZES[size].scaled(scale), rng, to_ms(start), to_ms(now))
-    return WhopDataset(size=size, seed=seed, start_date=start_date, now=now, scale=scale, **parts)
+    parts = build(SIZES[size].scaled(scale), rng, to_ms(start), to_ms(now), churn)
+    return WhopDataset(
+        size=size, seed=seed, start_date=start_date, now=now, scale=scale, churn=churn, **parts
+    )
 
 
 def check_scale(scale: object) -> int:
@@ -296,6 +307,7 @@ __all__ = [
     "SIZES",
     "VALID_STATUSES",
     "Account",
+    "Churn",
     "Member",
     "Membership",
     "Payment",

@@ -255,16 +255,23 @@ def ensure_environment_row(
     )
 
 
-REAUTH_HINT = (
-    "; give it a working key with `whop-pipeline connections add {name} ...` (or fix the "
-    "environment variable and `whop-pipeline connections resume {name}`)"
+REAUTH_HINT = "; give it a working key with `whop-pipeline connections add {name} ...`"
+ENVIRONMENT_REAUTH_HINT = (
+    "; fix the environment variable, then `whop-pipeline connections resume {name}`"
 )
 
 
 def set_status(conn: sa.Connection, name: str, status: str, *, error: str | None = None) -> None:
     values: dict[str, object] = {"status": status}
     if error is not None:
-        hint = REAUTH_HINT.format(name=name) if status == "needs_reauth" else ""
+        row = get(conn, name) if status == "needs_reauth" else None
+        hint = (
+            (ENVIRONMENT_REAUTH_HINT if row and row.from_environment else REAUTH_HINT).format(
+                name=name
+            )
+            if row
+            else ""
+        )
         values["last_error"] = (error + hint)[:2000]
     result = conn.execute(sa.update(connections).where(connections.c.name == name).values(values))
     if result.rowcount == 0:

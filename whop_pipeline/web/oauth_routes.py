@@ -171,6 +171,7 @@ async def callback(request: Request) -> Response:
         "connected": name,
         "handle": handle,
         "run_id": run_id,
-        **({"token": new_token} if new_token else {}),
+        # The session cookie is signed, not encrypted: the one-time token travels encrypted.
+        **({"token": box.encrypt(new_token)} if new_token else {}),
     }
     return RedirectResponse("/", status_code=303)

@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.store.connections import ConnectionProblem
 from whop_pipeline.web import auth, views
 from whop_pipeline.web.launcher import RunView, SyncLauncher
@@ -296,7 +297,8 @@ async def index(request: Request) -> Response:
         if flash.get("run_id"):
             track(request, name, str(flash["run_id"]))
         if flash.get("token"):
-            one_time_token = {"connection": name, "token": str(flash["token"])}
+            token = SecretBox.from_env().decrypt(str(flash["token"]), what="the one-time token")
+            one_time_token = {"connection": name, "token": token}
     rows, tracked, run_notices = await run_in_threadpool(
         build_rows, _engine(request), _launcher(request), principal, session.get("runs", {})
     )

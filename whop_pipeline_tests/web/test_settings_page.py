@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.store import connections, sync_history, tokens
 from whop_pipeline.store.database import get_engine
@@ -79,7 +80,8 @@ def page(monkeypatch, sqlite_url, encryption_key) -> Iterator[Page]:
 
     async def set_flash(request: Request) -> PlainTextResponse:
         # What the OAuth callback leaves in the session before it redirects to the page.
-        request.session["flash"] = dict(FLASH)
+        # The token travels encrypted in the signed (not encrypted) session cookie.
+        request.session["flash"] = {**FLASH, "token": SecretBox.from_env().encrypt(FLASH["token"])}
         return PlainTextResponse("ok")
 
     with dg.instance_for_test() as instance:

@@ -1,8 +1,9 @@
 """The dataset builder behind ``whop_pipeline.sandbox.dataset.generate_dataset``.
 
-Order of work: catalog (products, variants) → memberships (variant and status, with the hard cases
-at seeded positions) → payments (``generate_payments``), whose times fix each membership's
-``created_at`` → members (created just before their first membership, special profiles at seeded
+Order of work: catalog (products, variants) → memberships (variant, and the status of those outside
+the churn process, with the hard cases at seeded positions) → each renewing membership's life in the
+churn process (``churn``) and its payments (``generate_payments``), which fix its dates and status →
+members (created just before their first membership, special profiles at seeded
 positions) → one-time purchases → refunds/failures → member aggregates.
 """
 
@@ -44,19 +45,28 @@ ACCOUNT_NAMES = (
     "Maple Street Traders",
     "Kestrel Research",
 )
-RENEWAL_STATUS_WEIGHTS = {
-    "active": 52, "canceled": 16, "expired": 8, "past_due": 5, "trialing": 3,
-    "canceling": 4, "active_cape": 4, "unresolved": 1, "drafted": 3,
+# A renewing membership is drafted, trialing or disputed (``unresolved``) by these weights (out of
+# 96); the rest live through the churn process (``churn``), which decides their status at ``now``.
+OUTSIDE_WEIGHTS = {"drafted": 3, "trialing": 3, "unresolved": 1}
+OUTSIDE_TOTAL = 96
+# The hard-case statuses the process reaches, as the state a membership must be in at ``now``.
+TARGETS = {
+    "active": "active", "past_due": "past_due", "canceled": "canceled", "expired": "expired",
+    "canceling": "cape", "active_cape": "cape", "unresolved": "active",
 }  # fmt: skip
 
 
-def build(spec: SizeSpec, rng: random.Random, start: int, now: int) -> dict[str, Any]:
+def build(
+    spec: SizeSpec, rng: random.Random, start: int, now: int, churn: str = "learnable"
+) -> dict[str, Any]:
     ids = Ids(rng)
     title = rng.choice(ACCOUNT_NAMES)
     account = Account(ids.new("biz_"), ascii_slug(title, "-"), title, start)
     products, plans = _catalog(spec, rng, ids, start, now)
-    memberships = _memberships(spec, rng, ids, plans, start, now)
-    payments = membership_payments(spec, rng, ids, memberships, plans, start, now)
+    memberships, targets = _memberships(spec, rng, ids, plans, start, now)
+    payments = membership_payments(
+        spec, rng, ids, memberships, plans, start, now, targets=targets, churn=churn
+    )
     members = _members(spec, rng, ids, memberships, start)
     owner = {ms.id: ms.member_id for ms in memberships}
     for payment in payments:
@@ -123,7 +133,9 @@ def _catalog(
 
 def _memberships(
     spec: SizeSpec, rng: random.Random, ids: Ids, plans: list[Plan], start: int, now: int
-) -> list[Membership]:
+) -> tuple[list[Membership], dict[int, str]]:
+    """The memberships' variants and, for those outside the churn process, statuses; with the
+    state each hard case must be in at ``now`` (by index)."""
     span = now - start
     usable = [
         p
@@ -133,15 +145,19 @@ def _memberships(
     weights = [
         (5 if p.plan_type == "renewal" else 2) if p.visibility == "visible" else 1 for p in usable
     ]
-    statuses, status_weights = list(RENEWAL_STATUS_WEIGHTS), list(RENEWAL_STATUS_WEIGHTS.values())
     chosen: list[tuple[Plan, str]] = []
     for _ in range(spec.memberships):
         plan = rng.choices(usable, weights)[0]
-        status = (
-            "completed"
-            if plan.plan_type == "one_time"
-            else rng.choices(statuses, status_weights)[0]
-        )
+        status = "active"  # the process decides
+        if plan.plan_type == "one_time":
+            status = "completed"
+        else:
+            roll = rng.random() * OUTSIDE_TOTAL
+            for outside, weight in OUTSIDE_WEIGHTS.items():
+                if roll < weight:
+                    status = outside
+                    break
+                roll -= weight
         if status == "trialing" and not plan.trial_period_days:
             status = "active"
         chosen.append((plan, status))
@@ -157,13 +173,18 @@ def _memberships(
     renewal = [p for p in usable if p.plan_type == "renewal"]
     lifetime = [p for p in usable if p.plan_type == "one_time" and not p.expiration_days]
     trial = [p for p in renewal if p.trial_period_days]
+    targets: dict[int, str] = {}
     for status in (*MEMBERSHIP_STATUSES, "active_cape", "active_cape"):
         pool = lifetime if status == "completed" else trial if status == "trialing" else renewal
-        chosen[next(slots)] = (rng.choice(pool), status)
+        slot = next(slots)
+        chosen[slot] = (rng.choice(pool), status)
+        if status in TARGETS:
+            targets[slot] = TARGETS[status]
 
     memberships = []
-    for plan, status in chosen:
-        cape = status in ("active_cape", "canceling")
+    for index, (plan, status) in enumerate(chosen):
+        if status == "unresolved":
+            targets[index] = TARGETS[status]
         memberships.append(
             Membership(
                 id=ids.new("mem_"),
@@ -174,10 +195,9 @@ def _memberships(
                 status="active" if status == "active_cape" else status,
                 created_at=0,
                 updated_at=0,
-                cancel_at_period_end=cape,
             )
         )
-    return memberships
+    return memberships, targets
 
 
 def _members(

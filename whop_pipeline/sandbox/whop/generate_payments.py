@@ -9,7 +9,6 @@ stopped before ``now``.
 
 from __future__ import annotations
 
-import bisect
 import random
 
 from whop_pipeline.sandbox.dataset import (
@@ -22,6 +21,7 @@ from whop_pipeline.sandbox.dataset import (
     SizeSpec,
 )
 from whop_pipeline.sandbox.whop.catalog import CANCEL_OPTIONS, FAILURES
+from whop_pipeline.sandbox.whop.churn import Trajectory, conditioned, place, simulate
 from whop_pipeline.sandbox.whop.ids import Ids
 from whop_pipeline.sandbox.whop.money import charge_minor, to_usd_cents
 
@@ -33,19 +33,6 @@ MEMBER_ACTION = {
 }  # fmt: skip
 
 
-def _allocate(rng: random.Random, capacities: list[int], extra: int) -> list[int]:
-    """One payment per membership with capacity, plus ``extra`` spread over the spare capacity."""
-    counts = [1 if c > 0 else 0 for c in capacities]
-    spare = [max(0, c - 1) for c in capacities]
-    cumulative, total = [], 0
-    for value in spare:
-        total += value
-        cumulative.append(total)
-    for slot in rng.sample(range(total), min(extra, total)):
-        counts[bisect.bisect_right(cumulative, slot)] += 1
-    return counts
-
-
 def membership_payments(
     spec: SizeSpec,
     rng: random.Random,
@@ -54,68 +41,145 @@ def membership_payments(
     plans: list[Plan],
     start: int,
     now: int,
+    targets: dict[int, str] | None = None,
+    churn: str = "learnable",
 ) -> list[Payment]:
+    """Every membership's payments, and its dates and status from its life (``churn``).
+
+    Renewing memberships (other than drafted and trialing ones) live through the churn process;
+    ``targets`` maps the index of a membership that must be found in a given state at ``now``
+    (``active``, ``past_due``, ``cape``, ``canceled``, ``expired``: the hard cases) to that state.
+    The others are placed on the calendar by one growth rate of start dates, the one that spends the
+    preset's payments (less the one-time purchases' share)."""
+    targets = targets or {}
     plan_by_id = {p.id: p for p in plans}
-    span = now - start
-    capacities = []
-    for ms in memberships:
-        plan = plan_by_id[ms.plan_id]
-        if ms.status in ("drafted", "trialing"):
-            capacities.append(0)
-        elif plan.plan_type == "one_time":
-            capacities.append(1)
-        else:
-            capacities.append(max(1, (span - 2 * DAY_MS) // (plan.billing_period_days * DAY_MS)))
+    horizon = now - start - DAY_MS  # the oldest a membership can be at ``now``
     one_time_floor = max(2, spec.payments * 4 // 100)
-    budget = spec.payments - one_time_floor - sum(1 for c in capacities if c)
-    if budget < 0:
+    living = [
+        i
+        for i, ms in enumerate(memberships)
+        if plan_by_id[ms.plan_id].plan_type == "renewal" and ms.status not in ("drafted", "trialing")
+    ]
+    single = sum(
+        1
+        for ms in memberships
+        if plan_by_id[ms.plan_id].plan_type == "one_time" and ms.status != "drafted"
+    )
+    budget = spec.payments - one_time_floor - single
+    if budget < len(living):
         raise ValueError("payments too few for the memberships of this size")
-    counts = _allocate(rng, capacities, budget)
+    cap = max(2, budget // max(1, len(living)))
+    lives: dict[int, tuple[Trajectory, int]] = {}
+    free: list[int] = []
+    free_lives: list[Trajectory] = []
+    for i in living:
+        period = plan_by_id[memberships[i].plan_id].billing_period_days or 30
+        target = targets.get(i)
+        if target is None:
+            free.append(i)
+            free_lives.append(simulate(rng, period, horizon / DAY_MS, churn))
+        else:
+            lives[i] = conditioned(rng, period, horizon / DAY_MS, target, churn, cap)
+            budget -= lives[i][0].count(lives[i][1])
+    if budget < len(free):
+        raise ValueError("payments too few for the memberships of this size")
+    draws = [rng.random() for _ in free]
+    for i, life, age in zip(free, free_lives, place(free_lives, draws, horizon, budget), strict=True):
+        lives[i] = (life, age)
 
     payments: list[Payment] = []
-    for ms, count in zip(memberships, counts, strict=True):
+    for index, ms in enumerate(memberships):
         plan = plan_by_id[ms.plan_id]
-        times = _membership_timeline(rng, ms, plan, count, start, now)
-        for index, moment in enumerate(times):
-            if plan.plan_type == "one_time":
-                reason = "one_time"
-            elif index == 0:
-                reason = "subscription_create"
-            else:
-                reason = "subscription_update" if rng.random() < 0.02 else "subscription_cycle"
-            amount = charge_minor(plan, reason)
-            payment = _paid(ids, rng, ms.id, "", plan, amount, reason, moment, now)
-            payments.append(payment)
-        if times:
-            last = payments[-1]
-            if ms.status == "past_due":
-                _fail(rng, last, "open")
-            elif ms.status == "unresolved":
-                last.substatus = "open_resolution"
-            elif ms.status == "canceled" and rng.random() < 0.15:
-                _refund(rng, last, last.subtotal_minor, now)
+        if index in lives:
+            life, age = lives[index]
+            payments += _live(rng, ids, ms, plan, life, age, now)
+        else:
+            amount = charge_minor(plan, "one_time")
+            for moment in _fixed_timeline(rng, ms, plan, start, now):
+                payments.append(_paid(ids, rng, ms.id, "", plan, amount, "one_time", moment, now))
         ms.updated_at = min(
             now - 1000, max(ms.updated_at, ms.created_at + between(rng, 1000, 90_000))
         )
     return payments
 
 
-def _membership_timeline(
-    rng: random.Random, ms: Membership, plan: Plan, count: int, start: int, now: int
+def _live(
+    rng: random.Random,
+    ids: Ids,
+    ms: Membership,
+    plan: Plan,
+    life: Trajectory,
+    age: int,
+    now: int,
+) -> list[Payment]:
+    """The payments and fields of a renewing membership whose life ``life`` is at tenure ``age``
+    at ``now``."""
+    begun = now - age  # the first charge
+    ms.created_at = begun - between(rng, 5_000, 120_000)
+    count = life.count(age)
+    payments = []
+    for n, tenure in enumerate(life.times[:count]):
+        if n == 0:
+            reason = "subscription_create"
+        else:
+            reason = "subscription_update" if rng.random() < 0.02 else "subscription_cycle"
+        payment = _paid(
+            ids, rng, ms.id, "", plan, charge_minor(plan, reason), reason, begun + tenure, now
+        )
+        if life.failed[n]:
+            _fail(rng, payment, "uncollectible")
+        payments.append(payment)
+    last = payments[-1]
+    period, state = life.period, life.state(age)
+    if state == "ended":
+        end = begun + life.end
+        boundary = life.end // period - (life.end % period == 0)
+        ms.current_period_start, ms.current_period_end = begun + boundary * period, end
+        ms.updated_at = end
+        if life.mode == "expire":
+            ms.status, ms.expires_at = "expired", end
+            ms.most_recent_action, ms.most_recent_action_at = "ending_on", end
+            return payments
+        ms.status = "canceled"
+        ms.cancel_option, ms.cancellation_reason = rng.choice(CANCEL_OPTIONS)
+        ms.canceled_at = begun + life.capes[-1][0] if life.mode == "cape" else end
+        ms.most_recent_action, ms.most_recent_action_at = "canceled_on", ms.canceled_at
+        if life.mode == "cancel" and last.status == "paid" and rng.random() < 0.15:
+            _refund(rng, last, last.subtotal_minor, now, after=end)
+        return payments
+    boundary = (age - 1) // period
+    ms.current_period_start = begun + boundary * period
+    ms.current_period_end = ms.current_period_start + period
+    changed = max(
+        [life.times[count - 1]] + [t for window in life.capes for t in window if t < age]
+    )
+    ms.updated_at = begun + changed
+    if state == "past_due":
+        ms.status = "past_due"
+        last.status = "open"  # its retry is due (``next_payment_attempt_at``)
+        ms.most_recent_action, ms.most_recent_action_at = "past_due", last.created_at
+    elif state == "cape":
+        ms.status = "canceling" if rng.random() < 0.5 else "active"
+        ms.cancel_at_period_end = True
+        ms.canceled_at = begun + max(low for low, _ in life.capes if low < age)
+        ms.cancel_option, ms.cancellation_reason = rng.choice(CANCEL_OPTIONS)
+        ms.most_recent_action, ms.most_recent_action_at = "canceling_on", ms.current_period_end
+    elif ms.status == "unresolved":  # a dispute on the latest charge (outside the process)
+        last.substatus = "open_resolution"
+        ms.most_recent_action, ms.most_recent_action_at = "unresolved_at", last.created_at
+    else:
+        ms.status, ms.cancel_at_period_end = "active", False
+        ms.most_recent_action, ms.most_recent_action_at = "renewing_on", ms.current_period_end
+    return payments
+
+
+def _fixed_timeline(
+    rng: random.Random, ms: Membership, plan: Plan, start: int, now: int
 ) -> list[int]:
-    """Set the membership's dates; return its payment times (ascending)."""
-    period = (plan.billing_period_days or 0) * DAY_MS
+    """Dates of the memberships outside the churn process (drafted, trialing, one-time); returns
+    the time of its one payment, if it has one."""
     jitter = between(rng, 5_000, 120_000)
     status = ms.status
-    if status == "drafted" or plan.plan_type == "one_time":
-        ms.created_at = between(rng, start + DAY_MS, now - HOUR_MS)
-        if plan.expiration_days:
-            ms.expires_at = ms.created_at + plan.expiration_days * DAY_MS
-            if ms.expires_at < now:
-                ms.status = "expired"
-                ms.most_recent_action, ms.most_recent_action_at = "ending_on", ms.expires_at
-        ms.updated_at = ms.created_at
-        return [] if status == "drafted" else [ms.created_at + jitter]
     if status == "trialing":
         trial = (plan.trial_period_days or 7) * DAY_MS
         ms.created_at = now - between(rng, HOUR_MS, trial)
@@ -123,36 +187,14 @@ def _membership_timeline(
         ms.most_recent_action, ms.most_recent_action_at = "trial_ends_at", ms.current_period_end
         ms.updated_at = ms.created_at
         return []
-    if status in ("canceled", "expired"):
-        end = between(rng, start + count * period + DAY_MS, now - HOUR_MS)
-        first = end - count * period
-    else:
-        last = now - between(rng, HOUR_MS, period - HOUR_MS)
-        first = last - (count - 1) * period
-        end = last + period
-    ms.created_at = first - jitter
-    times = [first + i * period + between(rng, 0, 60_000) for i in range(count)]
-    ms.current_period_start, ms.current_period_end = end - period, end
-    ms.updated_at = times[-1]
-    if status in ("canceled", "expired") or ms.cancel_at_period_end:
-        ms.cancel_option, ms.cancellation_reason = rng.choice(CANCEL_OPTIONS)
-    if status == "canceled":
-        ms.canceled_at = between(rng, times[-1], end)
-        ms.most_recent_action, ms.most_recent_action_at = "canceled_on", ms.canceled_at
-        ms.updated_at = ms.canceled_at
-    elif status == "expired":
-        ms.expires_at = end
-        ms.most_recent_action, ms.most_recent_action_at = "ending_on", end
-        ms.updated_at = end
-    elif ms.cancel_at_period_end:
-        ms.most_recent_action, ms.most_recent_action_at = "canceling_on", end
-    elif status == "past_due":
-        ms.most_recent_action, ms.most_recent_action_at = "past_due", times[-1]
-    elif status == "unresolved":
-        ms.most_recent_action, ms.most_recent_action_at = "unresolved_at", times[-1]
-    else:
-        ms.most_recent_action, ms.most_recent_action_at = "renewing_on", end
-    return times
+    ms.created_at = between(rng, start + DAY_MS, now - HOUR_MS)
+    if plan.expiration_days:
+        ms.expires_at = ms.created_at + plan.expiration_days * DAY_MS
+        if ms.expires_at < now:
+            ms.status = "expired"
+            ms.most_recent_action, ms.most_recent_action_at = "ending_on", ms.expires_at
+    ms.updated_at = ms.created_at
+    return [] if status == "drafted" else [min(ms.created_at + jitter, now - 1000)]
 
 
 def between(rng: random.Random, low: int, high: int) -> int:
@@ -196,11 +238,17 @@ def _fail(rng: random.Random, payment: Payment, status: str) -> None:
     payment.decline_code, payment.failure_message = rng.choice(FAILURES)
 
 
-def _refund(rng: random.Random, payment: Payment, amount: int, now: int) -> None:
+def _refund(
+    rng: random.Random, payment: Payment, amount: int, now: int, after: int | None = None
+) -> None:
     payment.substatus = "refunded" if amount >= payment.subtotal_minor else "partially_refunded"
     payment.refunded_minor = amount
-    # Refunds come within a month of the charge, never after ``now``.
-    moment = payment.created_at + between(rng, HOUR_MS, 30 * DAY_MS)
+    # Refunds come within a month of the charge (within two days of ``after``, a cancellation),
+    # never after ``now``.
+    if after is None:
+        moment = payment.created_at + between(rng, HOUR_MS, 30 * DAY_MS)
+    else:
+        moment = after + between(rng, HOUR_MS, 2 * DAY_MS)
     payment.refunded_at = min(moment, now - 1)
     payment.updated_at = max(payment.updated_at, payment.refunded_at)
 
@@ -225,7 +273,9 @@ def one_time_payments(
 
 
 def force_payment_cases(rng: random.Random, payments: list[Payment], now: int) -> None:
-    """Random history (refunds, failures, pending) plus at least one of each case per dataset."""
+    """Random history (refunds, pending, failed one-time purchases) plus at least one of each case
+    per dataset. Charges of memberships are never failed here: their failures are the churn
+    process's own (``churn``), at the times that drove it."""
     ordinary = [p for p in payments if p.substatus == "succeeded"]
     for payment in ordinary:
         roll = rng.random()
@@ -234,10 +284,13 @@ def force_payment_cases(rng: random.Random, payments: list[Payment], now: int) -
         elif roll < 0.04:
             _refund(rng, payment, max(1, payment.subtotal_minor // 2), now)
         elif roll < 0.06:
-            _fail(rng, payment, rng.choice(("open", "uncollectible")))
+            if payment.membership_id is None:
+                _fail(rng, payment, rng.choice(("open", "uncollectible")))
         elif roll < 0.065 and now - payment.created_at < 3 * DAY_MS:
             payment.status, payment.substatus, payment.paid_at = "pending", "pending", None
+    ordinary = [p for p in ordinary if p.substatus == "succeeded"]
     picks = iter(rng.sample(ordinary, len(ordinary)))
+    failed = {p.status for p in payments if p.substatus == "failed"}
     cases = (
         "refunded",
         "partially_refunded",
@@ -247,9 +300,10 @@ def force_payment_cases(rng: random.Random, payments: list[Payment], now: int) -
         "one_time_refund",
     )
     for case in cases:
-        payment = next(
-            p for p in picks if (p.billing_reason == "one_time") == (case == "one_time_refund")
-        )
+        if case in failed:
+            continue
+        alone = case in ("open", "uncollectible", "one_time_refund")  # a one-time purchase
+        payment = next(p for p in picks if not alone or p.membership_id is None)
         if case in ("refunded", "one_time_refund"):
             _refund(rng, payment, payment.subtotal_minor, now)
         elif case == "partially_refunded":
