@@ -28,6 +28,14 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--scale", type=int, default=1, help="multiply members/memberships/payments")
     p.add_argument(
+        "--churn",
+        choices=["learnable", "random"],
+        default="learnable",
+        help="how memberships end: 'learnable' (failed payments, short tenure and "
+        "cancel_at_period_end raise the hazard; the default) or 'random' (ends independent of "
+        "them, at about the same rate); see docs/sandbox.md#churn",
+    )
+    p.add_argument(
         "--accounts",
         type=int,
         default=1,

@@ -34,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
         args.dataset,
         seed=args.seed,
         scale=scale,
+        churn=getattr(args, "churn", "learnable"),
         whop_port=args.whop_port,
         twenty_port=args.twenty_port,
         whop_api_key=args.whop_api_key,

@@ -1,9 +1,9 @@
 """Deterministic Whop datasets for the emulator, the tests and the benchmarks.
 
-``generate_dataset(size, seed, start_date, now, scale)`` builds one account with products, variants
-(plans), members, memberships and payments. The same arguments always give the same data. Records
-are compact slotted dataclasses holding ids, enums, integer minor-unit amounts and integer epoch
-milliseconds; the emulator renders the full API shape on demand
+``generate_dataset(size, seed, start_date, now, scale, churn)`` builds one account with products,
+variants (plans), members, memberships and payments. The same arguments always give the same data.
+Records are compact slotted dataclasses holding ids, enums, integer minor-unit amounts and integer
+epoch milliseconds; the emulator renders the full API shape on demand
 (``whop_pipeline.sandbox.whop.render``), which keeps the large dataset (20,000 members, 25,000
 memberships, 100,000 payments) near 100 MB.
 
@@ -11,6 +11,15 @@ Every size contains the cases the pipeline must handle: members without email, t
 ignoring case, business buyers (no user), one-time purchases without a membership, all nine
 membership statuses, ``cancel_at_period_end`` on active memberships, failed and refunded payments,
 three-plus currencies including zero-decimal JPY, unicode names, names with commas, one-word names.
+
+Renewing memberships live through a churn process (``whop_pipeline.sandbox.whop.churn``;
+``docs/sandbox.md#churn``): they renew each billing period, fail charges (retried three days later),
+get set to cancel at period end, and end at a time whose hazard rises with recent failed payments,
+falls with tenure and jumps once ``cancel_at_period_end`` is set, so the 30-day end of a membership
+is learnable from what its objects showed at any earlier moment. ``churn="random"`` draws the ends
+independently of all of that instead (same overall rate). Payments stop at a membership's end, and
+its status fields (``canceled_at``, ``expires_at``, ``current_period_end``, ``updated_at``) agree
+with it.
 
 ``scale`` (an integer, default 1) multiplies the members, memberships and payments of the preset;
 products and plans stay (``large`` at scale 2: 40,000 members, 50,000 memberships, 200,000

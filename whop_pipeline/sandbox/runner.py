@@ -156,6 +156,7 @@ def start_sandbox(
     *,
     seed: int = 0,
     scale: int = 1,
+    churn: str = "learnable",
     now: dt.datetime | None = None,
     start_date: dt.date = dt.date(2025, 1, 1),
     whop_port: int = 0,
@@ -183,7 +184,8 @@ def start_sandbox(
     """Generate the dataset, start both emulators on 127.0.0.1 (port 0 = a free one).
 
     ``dataset`` is the preset (tiny, small, large); ``scale`` multiplies its members, memberships
-    and payments (products and plans stay), see ``generate_dataset``.
+    and payments (products and plans stay); ``churn`` ("learnable" or "random") picks how
+    memberships end; see ``generate_dataset``.
 
     ``accounts`` > 1 serves that many Whop accounts and Twenty workspaces on the same two ports:
     account i uses dataset seed ``seed + i - 1`` and the keys ``f"{key}-{i}"`` (account 1 keeps
@@ -212,6 +214,7 @@ def start_sandbox(
                 start_date=start_date,
                 now=now,
                 scale=scale,
+                churn=churn,  # type: ignore[arg-type]
             )
             # Each account draws its own faults, account 1 exactly as a single account would.
             account_fault_seed = None if fault_seed is None else fault_seed + index - 1

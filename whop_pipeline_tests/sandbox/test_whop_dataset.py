@@ -300,8 +300,8 @@ def test_scaled_datasets_are_deterministic(small_x2: WhopDataset) -> None:
 @pytest.mark.parametrize(
     ("size", "digest"),
     [
-        ("tiny", "04bd7cb0a9df4ffa315bb5e9af630f3d61c8b431aa6d1e6111d0db5ae42b589a"),
-        ("small", "071473f0b579931cd0466af2869e111cefa1e736f86a8ad434db201eefccafcb"),
+        ("tiny", "222cee60531b2f8fb68bd3e5c944d70dd0abca1b8dba1bd309a09efd90976666"),
+        ("small", "ed1e0b8ff9c5bc322fcc94faaede9f576075cab847c31fcf15f1cc0e53f0a9ab"),
     ],
 )
 def test_scale_one_is_byte_identical_to_the_preset(size: str, digest: str) -> None:

@@ -1,10 +1,14 @@
-"""Payments for the generated dataset: how many each membership gets, when, in which state.
+"""Payments for the generated dataset, and the dates and statuses they fix.
 
-Counts are allocated under each membership's capacity (how many billing cycles fit between
-``start`` and ``now``), so every size's total is exact. A membership's payment times also fix its
-``created_at`` and billing period: an active monthly membership with four payments was created
-about four months ago and renews within the next month; a canceled one ran for its payments and
-stopped before ``now``.
+A renewing membership's payments are its charges in the churn process (``churn``): one per billing
+period from its first, failed ones where the process failed them (retried three days later), none
+after its end. Its start date (``now`` less its tenure) comes from one growth rate of sign-ups for
+the whole dataset, the one that spends the preset's payments (``churn.place``); what the renewing
+memberships do not spend becomes one-time purchases without a membership, so every size's total is
+exact. Drafted, trialing and one-time memberships keep simple fixed timelines. Refunds, pending
+charges and failed one-time purchases are sprinkled on top (``force_payment_cases``); failures are
+never added to a membership's charges afterwards, so every failure a membership shows is one that
+drove its hazard.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def membership_payments(
     living = [
         i
         for i, ms in enumerate(memberships)
-        if plan_by_id[ms.plan_id].plan_type == "renewal" and ms.status not in ("drafted", "trialing")
+        if plan_by_id[ms.plan_id].plan_type == "renewal"
+        and ms.status not in ("drafted", "trialing")
     ]
     single = sum(
         1
@@ -84,7 +89,9 @@ def membership_payments(
     if budget < len(free):
         raise ValueError("payments too few for the memberships of this size")
     draws = [rng.random() for _ in free]
-    for i, life, age in zip(free, free_lives, place(free_lives, draws, horizon, budget), strict=True):
+    for i, life, age in zip(
+        free, free_lives, place(free_lives, draws, horizon, budget), strict=True
+    ):
         lives[i] = (life, age)
 
     payments: list[Payment] = []
@@ -92,14 +99,14 @@ def membership_payments(
         plan = plan_by_id[ms.plan_id]
         if index in lives:
             life, age = lives[index]
-            payments += _live(rng, ids, ms, plan, life, age, now)
+            payments += _live(rng, ids, ms, plan, life, age, now, forced=index in targets)
         else:
             amount = charge_minor(plan, "one_time")
             for moment in _fixed_timeline(rng, ms, plan, start, now):
                 payments.append(_paid(ids, rng, ms.id, "", plan, amount, "one_time", moment, now))
-        ms.updated_at = min(
-            now - 1000, max(ms.updated_at, ms.created_at + between(rng, 1000, 90_000))
-        )
+            ms.updated_at = min(
+                now - 1000, max(ms.updated_at, ms.created_at + between(rng, 1000, 90_000))
+            )
     return payments
 
 
@@ -111,9 +118,11 @@ def _live(
     life: Trajectory,
     age: int,
     now: int,
+    forced: bool = False,
 ) -> list[Payment]:
     """The payments and fields of a renewing membership whose life ``life`` is at tenure ``age``
-    at ``now``."""
+    at ``now`` (``forced``: a hard case, whose status says which of ``active`` and ``canceling``
+    a membership set to cancel at period end shows)."""
     begun = now - age  # the first charge
     ms.created_at = begun - between(rng, 5_000, 120_000)
     count = life.count(age)
@@ -132,7 +141,7 @@ def _live(
     last = payments[-1]
     period, state = life.period, life.state(age)
     if state == "ended":
-        end = begun + life.end
+        end = begun + life.end  # access ended: the period ends here, whatever its length
         boundary = life.end // period - (life.end % period == 0)
         ms.current_period_start, ms.current_period_end = begun + boundary * period, end
         ms.updated_at = end
@@ -150,16 +159,16 @@ def _live(
     boundary = (age - 1) // period
     ms.current_period_start = begun + boundary * period
     ms.current_period_end = ms.current_period_start + period
-    changed = max(
-        [life.times[count - 1]] + [t for window in life.capes for t in window if t < age]
-    )
-    ms.updated_at = begun + changed
+    # The last change before ``now``: a charge, or cancel_at_period_end set or un-set.
+    changed = max([life.times[count - 1]] + [t for window in life.capes for t in window if t < age])
+    ms.updated_at = min(now - 1, begun + changed)
     if state == "past_due":
         ms.status = "past_due"
         last.status = "open"  # its retry is due (``next_payment_attempt_at``)
         ms.most_recent_action, ms.most_recent_action_at = "past_due", last.created_at
     elif state == "cape":
-        ms.status = "canceling" if rng.random() < 0.5 else "active"
+        if not forced:
+            ms.status = "canceling" if rng.random() < 0.5 else "active"
         ms.cancel_at_period_end = True
         ms.canceled_at = begun + max(low for low, _ in life.capes if low < age)
         ms.cancel_option, ms.cancellation_reason = rng.choice(CANCEL_OPTIONS)

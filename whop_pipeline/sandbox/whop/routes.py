@@ -167,6 +167,7 @@ def build_app(emu: WhopEmulator) -> Starlette:
                         "size": ds.size,
                         "seed": ds.seed,
                         "scale": ds.scale,
+                        "churn": ds.churn,
                     },
                 )
             if KIND_OF.get(kind, kind) not in ds.counts():
