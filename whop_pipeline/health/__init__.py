@@ -1,0 +1,1 @@
+"""Customer health: facts, churn risk and lead score per customer, learned from the account's own history."""
