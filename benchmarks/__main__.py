@@ -18,7 +18,15 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # Run in this order; benchmarks other people add (bench_*.py) follow, alphabetically.
-ORDER = ("sandbox_dataset", "extract", "load", "receiver", "webhook_latency", "connections")
+ORDER = (
+    "sandbox_dataset",
+    "extract",
+    "load",
+    "receiver",
+    "webhook_latency",
+    "connections",
+    "health",
+)
 
 
 def available() -> list[str]:
