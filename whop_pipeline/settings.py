@@ -158,7 +158,7 @@ class ConnectionSettings(BaseModel):
     def setting(self, field: str) -> str:
         """How the operator names a setting of this connection."""
         if self.source == "environment":
-            return ENV_NAMES.get(field, field)
+            return env_setting_name(field)
         if self.source == "arguments":
             return OPTION_NAMES.get(field, field)
         return f"{field} of connection {self.name!r}"
@@ -192,6 +192,11 @@ ENV_NAMES = {
     "db_url": "WHOP_PIPELINE_DB_URL",
     "start_date": "WHOP_SYNC_START_DATE",
 }
+
+
+def env_setting_name(field: str) -> str:
+    """How the environment connection names a setting: its variable."""
+    return ENV_NAMES.get(field, field)
 
 
 # Field name -> `connections add` option, for the checks made before a connection is saved.

@@ -73,24 +73,22 @@ def test_a_wrong_whop_url_names_the_variable(env, capsys):
     assert "Whop at" in line and "WHOP_API_BASE_URL" in line and "connection refused" in line
 
 
+def add_acme(sandbox) -> list[str]:
+    """`connections add acme` for the sandbox's account, secrets from ACME_WHOP / ACME_TWENTY."""
+    return [
+        *("connections", "add", "acme"),
+        *("--whop-account", sandbox.whop.account_id),
+        *("--whop-api-base-url", sandbox.whop_base_url),
+        *("--twenty-url", sandbox.twenty_url),
+        *("--whop-api-key-env", "ACME_WHOP"),
+        *("--twenty-api-key-env", "ACME_TWENTY"),
+    ]
+
+
 def test_add_checks_both_credentials_before_saving(env, sandbox, capsys, encryption_key):
     env.setenv("ACME_WHOP", "wrong-key")
     env.setenv("ACME_TWENTY", sandbox.twenty_api_key)
-    args = [
-        "connections",
-        "add",
-        "acme",
-        "--whop-account",
-        sandbox.whop.account_id,
-        "--whop-api-base-url",
-        sandbox.whop_base_url,
-        "--twenty-url",
-        sandbox.twenty_url,
-        "--whop-api-key-env",
-        "ACME_WHOP",
-        "--twenty-api-key-env",
-        "ACME_TWENTY",
-    ]
+    args = add_acme(sandbox)
     assert main(args) == 1
     out = capsys.readouterr().out
     assert out.startswith("not saved: connection 'acme': Whop refused the key: HTTP 401")
@@ -130,26 +128,7 @@ def test_rotate_key_leaves_every_connection_working(env, sandbox, capsys, encryp
     env.setenv("ACME_TWENTY", sandbox.twenty_api_key)
     env.delenv("WHOP_API_KEY")  # only the stored connection
     env.delenv("TWENTY_API_KEY")
-    assert (
-        main(
-            [
-                "connections",
-                "add",
-                "acme",
-                "--whop-account",
-                sandbox.whop.account_id,
-                "--whop-api-base-url",
-                sandbox.whop_base_url,
-                "--twenty-url",
-                sandbox.twenty_url,
-                "--whop-api-key-env",
-                "ACME_WHOP",
-                "--twenty-api-key-env",
-                "ACME_TWENTY",
-            ]
-        )
-        == 0
-    )
+    assert main(add_acme(sandbox)) == 0
     new = Fernet.generate_key().decode()
     env.setenv(KEYS_VAR, f"{new},{encryption_key}")
     assert main(["connections", "rotate-key"]) == 0

@@ -18,7 +18,7 @@ from whop_pipeline.execution import preflight
 from whop_pipeline.execution.local import local_instance
 from whop_pipeline.lib.preflight import PreflightError
 from whop_pipeline.orchestration.partitions import daily_partitions, trailing_keys
-from whop_pipeline.orchestration.schedules import ACTIVE_RUN_STATUSES, INCREMENTAL_DAYS
+from whop_pipeline.orchestration.schedules import INCREMENTAL_DAYS, connection_runs_in_flight
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, range_tags
 from whop_pipeline.settings import db_url_from_env
 from whop_pipeline.store import connections, sync_history
@@ -203,10 +203,7 @@ def run_sync(
     with local_instance(instance) as instance:
         # This run bypasses the daemon's queue, so it keeps the queue's rule itself: a
         # connection's runs never overlap (same instance, i.e. the same DAGSTER_HOME).
-        busy = instance.get_run_records(
-            filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES, tags={CONNECTION_TAG: name}),
-            limit=1,
-        )
+        busy = connection_runs_in_flight(instance, name)
         if busy:
             report.error = (
                 f"connection {name!r} has a run in progress ({busy[0].dagster_run.run_id}); "
@@ -214,7 +211,7 @@ def run_sync(
             )
             return report
         with engine.begin() as conn:
-            _ensure_row(conn, settings, started)
+            connections.ensure_environment_row(conn, settings, started)
             sync_history.record_sync_start(conn, name, run_id, started)
         watcher = threading.Thread(
             target=_watch,
@@ -262,15 +259,3 @@ def run_sync(
                     now=dt.datetime.now(dt.UTC),
                 )
     return report
-
-
-def _ensure_row(conn, settings, now: dt.datetime) -> None:
-    if settings.source == "environment":
-        connections.ensure_environment_row(
-            conn,
-            name=settings.name,
-            whop_account_id=settings.whop_account_id,
-            whop_api_base_url=settings.whop_api_base_url,
-            twenty_api_url=settings.twenty_api_url,
-            now=now,
-        )

@@ -37,14 +37,7 @@ def _ensure_row(conn, name: str) -> bool:
         settings = load_settings().connection
     except SettingsError:
         return False
-    connections.ensure_environment_row(
-        conn,
-        name=name,
-        whop_account_id=settings.whop_account_id,
-        whop_api_base_url=settings.whop_api_base_url,
-        twenty_api_url=settings.twenty_api_url,
-        now=dt.datetime.now(dt.UTC),
-    )
+    connections.ensure_environment_row(conn, settings, dt.datetime.now(dt.UTC))
     return True
 
 

@@ -35,15 +35,17 @@ ACTIVE_RUN_STATUSES = [
 
 
 def connection_runs_in_flight(
-    instance: dg.DagsterInstance, job_name: str, connection: str, limit: int = 1
-) -> int:
-    runs = instance.get_run_records(
-        filters=dg.RunsFilter(
-            job_name=job_name, statuses=ACTIVE_RUN_STATUSES, tags={CONNECTION_TAG: connection}
-        ),
-        limit=limit,
+    instance: dg.DagsterInstance, connection: str, job_name: str | None = None, limit: int = 1
+) -> list[dg.RunRecord]:
+    """The connection's queued or running runs (of ``job_name``, or of any job)."""
+    return list(
+        instance.get_run_records(
+            filters=dg.RunsFilter(
+                job_name=job_name, statuses=ACTIVE_RUN_STATUSES, tags={CONNECTION_TAG: connection}
+            ),
+            limit=limit,
+        )
     )
-    return len(runs)
 
 
 def due_connections(pipeline_db: PipelineDatabase) -> list[str]:
@@ -67,7 +69,7 @@ def whop_incremental_schedule(
     launched = 0
     busy = []
     for name in due_connections(pipeline_db):
-        if connection_runs_in_flight(context.instance, whop_sync_job.name, name):
+        if connection_runs_in_flight(context.instance, name, whop_sync_job.name):
             busy.append(name)
             continue
         launched += 1

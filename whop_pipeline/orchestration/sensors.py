@@ -25,7 +25,7 @@ import dagster as dg
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.processing import STALE_AFTER
 from whop_pipeline.orchestration.jobs import whop_inbox_job
-from whop_pipeline.orchestration.schedules import ACTIVE_RUN_STATUSES, due_connections
+from whop_pipeline.orchestration.schedules import connection_runs_in_flight, due_connections
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, INBOX_ROWS_TAG
 from whop_pipeline.store.resource import PipelineDatabase
 
@@ -42,13 +42,8 @@ def _inbox_runs_in_flight(
 ) -> int:
     """The connection's inbox runs created recently and not finished (a run stuck longer does not
     count)."""
-    runs = context.instance.get_run_records(
-        filters=dg.RunsFilter(
-            job_name=whop_inbox_job.name,
-            statuses=ACTIVE_RUN_STATUSES,
-            tags={CONNECTION_TAG: connection},
-        ),
-        limit=MAX_RUNS_IN_FLIGHT + 1,
+    runs = connection_runs_in_flight(
+        context.instance, connection, whop_inbox_job.name, limit=MAX_RUNS_IN_FLIGHT + 1
     )
     in_flight = 0
     for record in runs:

@@ -230,24 +230,19 @@ def save(
 
 
 def ensure_environment_row(
-    conn: sa.Connection,
-    *,
-    name: str,
-    whop_account_id: str,
-    whop_api_base_url: str,
-    twenty_api_url: str,
-    now: dt.datetime,
+    conn: sa.Connection, settings: ConnectionSettings, now: dt.datetime
 ) -> None:
-    """Record the environment-defined connection, so its status and history have a home."""
-    if get(conn, name) is not None:
+    """Record the environment-defined connection, so its status and history have a home (a
+    connection from the table has its row already)."""
+    if settings.source != "environment" or get(conn, settings.name) is not None:
         return
     conn.execute(
         sa.insert(connections).values(
-            name=name,
-            whop_account_id=whop_account_id,
+            name=settings.name,
+            whop_account_id=settings.whop_account_id,
             whop_auth="environment",
-            whop_api_base_url=whop_api_base_url,
-            twenty_api_url=twenty_api_url,
+            whop_api_base_url=settings.whop_api_base_url,
+            twenty_api_url=settings.twenty_api_url,
             status="active",
             created_at=now,
             connected_at=now,

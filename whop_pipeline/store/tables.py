@@ -221,6 +221,14 @@ webhook_inbox = sa.Table(
 
 INBOX_STATUSES = ("pending", "processing", "done", "failed", "dead")
 
+CONNECTION_STATUSES = ("active", "paused", "needs_reauth", "disconnected")
+WHOP_AUTH_METHODS = ("api_key", "oauth", "environment")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
 # One Whop account synced into one Twenty workspace. Secrets are stored only as Fernet tokens
 # (``lib/secrets.py``); ``whop_auth`` says what ``whop_credential`` is (an API key now, an OAuth
 # access token with its refresh token and expiry later). The other tables' ``connection`` column
@@ -256,17 +264,9 @@ connections = sa.Table(
     # so two processes refreshing at once would leave one of them with a spent token.
     sa.Column("refresh_lease_until", UTCDateTime()),
     sa.PrimaryKeyConstraint("name"),
-    sa.CheckConstraint(
-        "status IN ('active', 'paused', 'needs_reauth', 'disconnected')",
-        name="ck_connections_status",
-    ),
-    sa.CheckConstraint(
-        "whop_auth IN ('api_key', 'oauth', 'environment')", name="ck_connections_whop_auth"
-    ),
+    sa.CheckConstraint(_one_of("status", CONNECTION_STATUSES), name="ck_connections_status"),
+    sa.CheckConstraint(_one_of("whop_auth", WHOP_AUTH_METHODS), name="ck_connections_whop_auth"),
 )
-
-CONNECTION_STATUSES = ("active", "paused", "needs_reauth", "disconnected")
-WHOP_AUTH_METHODS = ("api_key", "oauth", "environment")
 
 # The API token of each connection (GraphQL and the settings page): only its SHA-256 is kept, so a
 # copy of the database grants nothing. Tokens are 32 random bytes; a slow hash adds nothing there.

@@ -24,7 +24,7 @@ from whop_pipeline.lib.http import (
     send_with_retries,
 )
 from whop_pipeline.lib.preflight import PreflightError, probe
-from whop_pipeline.settings import ENV_NAMES
+from whop_pipeline.settings import env_setting_name
 from whop_pipeline.twenty.models import FieldMeta, ObjectMeta
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,6 @@ def shared_limiter(workspace_key: str, calls_per_minute: float) -> RateLimiter:
             limiter = RateLimiter(calls_per_minute, per=60, burst=max(1.0, calls_per_minute / 10))
             _limiters[workspace_key] = limiter
         return limiter
-
-
-def env_setting_name(field: str) -> str:
-    return ENV_NAMES.get(field, field)
 
 
 class TwentyError(RuntimeError):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
 from whop_pipeline.lib.http import RetryPolicy
-from whop_pipeline.settings import DEFAULT_CONNECTION, ENV_NAMES
+from whop_pipeline.settings import DEFAULT_CONNECTION, env_setting_name
 from whop_pipeline.store import run_connection
 from whop_pipeline.twenty.client import TwentyClient
 from whop_pipeline.twenty.loading import TwentyLoad
@@ -88,7 +88,7 @@ class TwentyResource(dg.ConfigurableResource):
             calls_per_minute=self.max_calls_per_minute,
             retry=RetryPolicy(max_attempts=self.max_attempts, base_delay=1.0),
             on_retry=on_retry,
-            setting_name=self._setting or (lambda field: ENV_NAMES.get(field, field)),
+            setting_name=self._setting or env_setting_name,
         )
 
     def capabilities(

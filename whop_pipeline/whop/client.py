@@ -13,7 +13,7 @@ import httpx
 
 from whop_pipeline.lib.http import CallStats, RateLimiter, RetryPolicy, send_with_retries
 from whop_pipeline.lib.preflight import PreflightError, probe
-from whop_pipeline.settings import ENV_NAMES
+from whop_pipeline.settings import env_setting_name
 from whop_pipeline.whop.models import RESOURCES, Page, WhopModel, parse_object, parse_page
 
 # The one place the API version is pinned (docs/whop-api.md#api-version). Webhooks must use the
@@ -28,10 +28,6 @@ REQUIRED_PERMISSIONS = (
     "member:basic:read, member:email:read, payment:basic:read, plan:basic:read and "
     "access_pass:basic:read"
 )
-
-
-def env_setting_name(field: str) -> str:
-    return ENV_NAMES.get(field, field)
 
 
 class WhopApiError(RuntimeError):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_WHOP_API_BASE_URL, ENV_NAMES
+from whop_pipeline.settings import DEFAULT_CONNECTION, DEFAULT_WHOP_API_BASE_URL, env_setting_name
 from whop_pipeline.store import run_connection
 from whop_pipeline.whop import tokens
 from whop_pipeline.whop.client import PAGE_SIZE, WhopClient
@@ -93,6 +93,6 @@ class WhopResource(dg.ConfigurableResource):
             max_requests_per_second=self.max_requests_per_second,
             on_retry=on_retry,
             page_size=self.page_size,
-            setting_name=self._setting or (lambda field: ENV_NAMES.get(field, field)),
+            setting_name=self._setting or env_setting_name,
             reauthorize=self._reauthorize,
         )

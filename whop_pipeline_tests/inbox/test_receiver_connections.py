@@ -29,7 +29,7 @@ from whop_pipeline.inbox.webhook_secrets import (
 )
 from whop_pipeline.lib.secrets import KEYS_VAR, SecretBox
 from whop_pipeline.sandbox.common import BackgroundServer
-from whop_pipeline.settings import SettingsError
+from whop_pipeline.settings import ConnectionSettings, SettingsError
 from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.tables import webhook_inbox
@@ -330,11 +330,13 @@ def test_the_environment_connection_keeps_working_from_its_variables(
         with get_engine(sqlite_url).begin() as conn:
             connections.ensure_environment_row(
                 conn,
-                name="default",
-                whop_account_id="biz_env",
-                whop_api_base_url="https://api.whop.com/api/v1",
-                twenty_api_url="http://twenty.test",
-                now=NOW,
+                ConnectionSettings(
+                    whop_api_key="k",
+                    whop_account_id="biz_env",
+                    twenty_api_url="http://twenty.test",
+                    twenty_api_key="t",
+                ),
+                NOW,
             )
         receiver.clock.advance(TTL)
         assert receiver.post("default", SECRET_ENV).status_code == 200  # a row from_environment
