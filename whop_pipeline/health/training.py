@@ -142,6 +142,3 @@ def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
         index=frame.index,
         columns=FEATURES,
     )
-
-
-# -- reasons ------------------------------------------------------------------------------------
