@@ -9,13 +9,14 @@ connection's Whop key and Twenty workspace within their limits.
 import dagster as dg
 
 from whop_pipeline.crm.definitions import defs as crm_defs
+from whop_pipeline.health.definitions import defs as health_defs
 from whop_pipeline.inbox.definitions import defs as inbox_defs
 from whop_pipeline.orchestration.definitions import defs as orchestration_defs
 from whop_pipeline.resources import build_resources
 from whop_pipeline.twenty.definitions import defs as twenty_defs
 from whop_pipeline.whop.definitions import defs as whop_defs
 
-SYSTEM_DEFS = [whop_defs, crm_defs, twenty_defs, inbox_defs]
+SYSTEM_DEFS = [whop_defs, crm_defs, health_defs, twenty_defs, inbox_defs]
 
 
 def build_defs() -> dg.Definitions:

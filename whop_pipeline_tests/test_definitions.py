@@ -38,17 +38,21 @@ def test_assets_by_group(definitions):
             "twenty_note_targets",
         },
         "inbox": {"whop_webhook_inbox"},
+        "health": {"churn_model", "lead_model", "customer_health", "twenty_customer_health"},
     }
 
 
 def test_asset_checks(definitions):
-    checks = {key.name for key in definitions.resolve_asset_graph().asset_check_keys}
+    keys = definitions.resolve_asset_graph().asset_check_keys
+    checks = {(key.asset_key.to_user_string(), key.name) for key in keys}
+    model_checks = ("holdout_roc_auc", "holdout_brier", "calibration", "has_signal")
     assert checks == {
-        "whop_member_emails_present",
-        "whop_membership_members_present",
-        "whop_webhook_inbox_has_no_dead_events",
-        "connections_fresh",
-        "whop_webhook_healthy",
+        ("whop_members", "whop_member_emails_present"),
+        ("whop_members", "whop_membership_members_present"),
+        ("whop_webhook_inbox", "whop_webhook_inbox_has_no_dead_events"),
+        ("twenty_people", "connections_fresh"),
+        ("whop_webhook_inbox", "whop_webhook_healthy"),
+        *((model, check) for model in ("churn_model", "lead_model") for check in model_checks),
     }
     # Freshness covers every connection: its sensor evaluates it, never a connection's sync run.
     sync_checks = definitions.resolve_job_def("whop_sync_job").asset_layer.asset_graph
@@ -117,10 +121,21 @@ def test_jobs_schedules_and_sensors(definitions):
     inbox_job = definitions.resolve_job_def("whop_inbox_job")
     assert {n.name for n in inbox_job.graph.node_defs} >= {"whop_webhook_inbox"}
     schedules = {s.name: s for s in definitions.schedules}
-    assert set(schedules) == {"whop_incremental_schedule", "whop_reconcile_schedule"}
+    assert {name: s.job_name for name, s in schedules.items()} == {
+        "whop_incremental_schedule": "whop_sync_job",
+        "whop_reconcile_schedule": "whop_sync_job",
+        "health_scores_schedule": "health_scores_job",
+        "health_models_schedule": "health_models_job",
+    }
     for schedule in schedules.values():
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-        assert schedule.job_name == "whop_sync_job"
+    # The sync never trains or scores: health has its own jobs.
+    assert not {n.name for n in sync_job.graph.node_defs} & {"churn_model", "customer_health"}
+    health = definitions.resolve_job_def("health_scores_job").asset_layer.asset_graph
+    assert {k.to_user_string() for k in health.executable_asset_keys} == {
+        "customer_health",
+        "twenty_customer_health",
+    }
     sensors = {s.name: s for s in definitions.sensors}
     assert set(sensors) == {
         "whop_webhook_sensor",

@@ -21,7 +21,7 @@ from whop_pipeline.inbox import store as inbox_store
 from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.orchestration import outcomes
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, range_tags
-from whop_pipeline.store import connections
+from whop_pipeline.store import connections, health_models
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.resource import PipelineDatabase
 from whop_pipeline_tests.inbox.webhook_helpers import envelope, put
@@ -78,8 +78,9 @@ def statements(url: str):
 
 
 def test_beta_runs_never_touch_acme_rows(tenants, two_accounts):
-    """Every statement of beta's runs that touches a connection's data names a connection, and
-    none carries acme's name: a query that lost its connection filter fails this test."""
+    """Every statement of beta's runs (sync, health models and scores, webhook batch) that touches
+    a connection's data names a connection, and none carries acme's name: a query that lost its
+    connection filter fails this test."""
     engine = get_engine(tenants)
     acme_row = put(engine, envelope("membership.updated", {"id": "mem_acme"}), "acme")
     beta_row = put(engine, envelope("membership.updated", {"id": "mem_beta"}), "beta")
@@ -91,6 +92,12 @@ def test_beta_runs_never_touch_acme_rows(tenants, two_accounts):
                 instance=instance,
                 run_config=QUIET,
                 tags={**range_tags(first, last), SYNC_MODE_TAG: mode, CONNECTION_TAG: "beta"},
+            )
+            assert result.success
+        # Customer health: both models trained and stored, every customer scored and loaded.
+        for job in ("health_models_job", "health_scores_job"):
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, run_config=QUIET, tags={CONNECTION_TAG: "beta"}
             )
             assert result.success
         # acme's id is in beta's batch by mistake: it must be neither claimed nor read.
@@ -114,6 +121,8 @@ def test_beta_runs_never_touch_acme_rows(tenants, two_accounts):
         assert "connection" in statement, statement
         assert "acme" not in params, (statement, params)
     with engine.connect() as conn:
+        assert health_models.versions(conn, "acme", "churn") == []
+        assert health_models.versions(conn, "beta", "churn") == [1]
         assert inbox_store.status_counts(conn, "acme")["pending"] == 1
         beta = inbox_store.status_counts(conn, "beta")
         assert beta["pending"] == 0 and beta["done"] + beta["failed"] == 1, beta

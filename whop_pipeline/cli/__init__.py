@@ -189,6 +189,19 @@ def _add_inbox(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(handler="whop_pipeline.cli.inbox:status_main")
 
 
+def _add_health(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "health",
+        help="score every customer's health (churn risk, lead score, lifetime value) in-process",
+        description="Run the customer health jobs the health schedules launch, for one "
+        "connection: score every customer with the newest models and write what changed to "
+        "Twenty; with --train, retrain the churn and lead models first (README.md#customer-health).",
+    )
+    p.add_argument("--connection", metavar="NAME", help="default: the environment's connection")
+    p.add_argument("--train", action="store_true", help="retrain both models before scoring")
+    p.set_defaults(handler="whop_pipeline.cli.health:main")
+
+
 def _add_db(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="the pipeline database")
     dsub = p.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
@@ -276,7 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="show stack traces of errors (off: one line)"
     )
-    for add in (_add_demo, _add_sync, _add_sandbox, _add_serve, _add_webhooks, _add_inbox, _add_db):
+    for add in (
+        _add_demo,
+        _add_sync,
+        _add_health,
+        _add_sandbox,
+        _add_serve,
+        _add_webhooks,
+        _add_inbox,
+        _add_db,
+    ):
         add(sub)
     _add_connections(sub)
     _accept_verbose_everywhere(parser)

@@ -2,7 +2,8 @@
 
 Starts the Whop and Twenty emulators and the webhook receiver in this process, runs a full sync,
 changes a few memberships and payments in Whop (which sends signed webhooks to the receiver),
-applies the inbox through the same job the sensor launches, syncs again, and prints what landed.
+applies the inbox through the same job the sensor launches, syncs again, scores customer health
+(models learned from the account, scores written to Twenty), and prints what landed.
 Everything it writes goes to ``data/demo/``; the user's own configuration is never read.
 """
 
@@ -110,6 +111,20 @@ def _summary(dump: dict[str, list[dict]]) -> None:
         _say(f"    Note         {note['title']}")
 
 
+def _at_risk(dump: dict[str, list[dict]]) -> None:
+    """The people most at risk, as a seller would see them in Twenty."""
+    people = [p for p in live_records(dump, "people") if p.get("whopChurnRisk") is not None]
+    people.sort(key=lambda p: (-p["whopChurnRisk"], p["whopUserId"]))
+    _say(f"  {len(people)} people carry a churn risk; the three highest:")
+    for person in people[:3]:
+        name = f"{person['name']['firstName']} {person['name']['lastName']}".strip()
+        value = person["whopLifetimeValue"]["amountMicros"] or 0
+        _say(
+            f"    {person['whopChurnRisk']:>3}  {name or person['whopUserId']} "
+            f"(lifetime ${value / 1_000_000:,.2f}): {person['whopChurnRiskReasons']}"
+        )
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
@@ -120,8 +135,10 @@ def main(args: argparse.Namespace) -> int:
     os.environ["WHOP_SYNC_START_DATE"] = start_date.isoformat()
 
     from whop_pipeline.cli.demo_oauth import connect_with_oauth, oauth_environment
+    from whop_pipeline.cli.health import summary as health_summary
     from whop_pipeline.cli.inbox import process_pending
     from whop_pipeline.cli.sync import run_sync
+    from whop_pipeline.execution.health import run_health
     from whop_pipeline.inbox import store
     from whop_pipeline.lib.secrets import KEYS_VAR, generate_key
     from whop_pipeline.sandbox.common import BackgroundServer
@@ -203,7 +220,25 @@ def main(args: argparse.Namespace) -> int:
         _say(report.table())
         _say(f"  Twenty writes: {write_requests(stats) or 'none'}")
 
-        _heading("6. What landed in the CRM")
+        _heading("6. Customer health: models learned from this account, scores into Twenty")
+        httpx.post(f"{sandbox.twenty_url}/_sandbox/reset")
+        health = run_health(train=True, printer=lambda line: _say(f"  {line}"))
+        for line in health_summary(health):
+            _say(line)
+        if not health.success:
+            _say(f"health failed: {health.error}")
+            return 1
+        _at_risk(httpx.get(f"{sandbox.twenty_url}/_sandbox/dump", timeout=60).json())
+        httpx.post(f"{sandbox.twenty_url}/_sandbox/reset")
+        again = run_health(printer=lambda _line: None)
+        stats = httpx.get(f"{sandbox.twenty_url}/_sandbox/stats").json()
+        _say(
+            f"  re-scored with nothing new: "
+            f"{again.metadata['customer_health']['people_changed']} people changed, "
+            f"Twenty writes: {write_requests(stats) or 'none'}"
+        )
+
+        _heading("7. What landed in the CRM")
         dump = httpx.get(f"{sandbox.twenty_url}/_sandbox/dump", timeout=60).json()
         _summary(dump)
         _say()
@@ -214,7 +249,7 @@ def main(args: argparse.Namespace) -> int:
             f"{total / TWENTY_CALLS_PER_MINUTE:.1f} min of a 100 calls/min budget"
         )
 
-        _heading("7. A second Whop account, connected with OAuth (Connect Whop)")
+        _heading("8. A second Whop account, connected with OAuth (Connect Whop)")
         if not connect_with_oauth(app, receiver.url, sandbox, _say):
             return 1
         _say(f"  demo finished in {time.monotonic() - started:.0f}s")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from whop_pipeline.crm.build import BuildReport, ChangeSet, build_for
+from whop_pipeline.health import scoring
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.apply import Affected, apply_events
 from whop_pipeline.twenty.resource import TwentyResource
@@ -49,7 +50,39 @@ def push_affected(
     built = build_for(engine, connection, ChangeSet(affected.ids))
     with twenty.load_session(run_id=run_id, engine=engine, connection=connection, log=log) as s:
         counts = s.load_all(keys=built.rebuilt)
+        health = rescore_people(affected, engine, connection, log)
+        for object_name, keys in health.items():
+            if keys:
+                counts[object_name] = s.load(object_name, keys=keys)
     return built, counts
+
+
+def rescore_people(
+    affected: Affected, engine: sa.Engine, connection: str, log: Callable[[str], None]
+) -> dict[str, list[str]]:
+    """Re-score the people the events touched with the stored models; their health records, by
+    object. Until the first model is trained (the health jobs) nothing is scored, and a
+    scoring failure never fails the batch: the records have landed and the daily score repairs it."""
+    with engine.connect() as conn:
+        people = scoring.people_of(conn, connection, affected.ids)
+    if not people:
+        return {}
+    try:
+        report = scoring.score(
+            engine,
+            connection,
+            dt.datetime.now(dt.UTC),
+            person_keys=people,
+            train_missing=False,
+            log=log,
+        )
+    except scoring.NoModel as exc:
+        log(f"health not scored: {exc} (the health_models_job trains it)")
+        return {}
+    except Exception as exc:  # health is secondary to landing the batch
+        log(f"health not scored for {len(people)} people: {type(exc).__name__}: {exc}")
+        return {}
+    return report.scored
 
 
 def process_batch(

@@ -1,4 +1,5 @@
-"""The jobs: the sync (Whop → mirror → CRM records → Twenty) and the webhook inbox batch."""
+"""The jobs: the sync (Whop → mirror → CRM records → Twenty), the webhook inbox batch, and customer
+health (the models, weekly; the scores, daily)."""
 
 import os
 
@@ -32,5 +33,20 @@ whop_inbox_job = dg.define_asset_job(
     "whop_inbox_job",
     selection=dg.AssetSelection.groups("inbox") - dg.AssetSelection.checks(WEBHOOK_CHECK),
     description="Apply one batch of webhook events and push what changed to Twenty.",
+    tags=DEFAULT_TAGS,
+)
+
+health_models_job = dg.define_asset_job(
+    "health_models_job",
+    selection=dg.AssetSelection.assets("churn_model", "lead_model"),
+    description="Retrain the churn and lead models on the connection's history; each training is "
+    "stored as a new version and checked on a later window than it learned from.",
+    tags=DEFAULT_TAGS,
+)
+
+health_scores_job = dg.define_asset_job(
+    "health_scores_job",
+    selection=dg.AssetSelection.assets("customer_health", "twenty_customer_health"),
+    description="Score every customer with the newest models and write what changed to Twenty.",
     tags=DEFAULT_TAGS,
 )

@@ -1,4 +1,5 @@
-"""The sync schedules: a frequent incremental sync and a daily reconcile, per connection.
+"""The schedules, per connection: a frequent incremental sync, a daily reconcile, a daily customer
+health score and a weekly retraining of the health models.
 
 Whop cannot list "what changed since" (docs/whop-api.md#listing-and-paging), so:
 - incremental: products, new members, memberships and payments created in the last two daily
@@ -18,7 +19,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from whop_pipeline.orchestration.jobs import SYNC_GROUPS, whop_sync_job
+from whop_pipeline.orchestration.jobs import (
+    SYNC_GROUPS,
+    health_models_job,
+    health_scores_job,
+    whop_sync_job,
+)
 from whop_pipeline.orchestration.partitions import INCREMENTAL_INTERVAL_MINUTES, trailing_keys
 from whop_pipeline.orchestration.tags import CONNECTION_TAG, SYNC_MODE_TAG, SyncMode, range_tags
 from whop_pipeline.store import connections
@@ -137,3 +143,49 @@ def whop_reconcile_schedule(
                 CONNECTION_TAG: name,
             },
         )
+
+
+def _per_connection(
+    context: dg.ScheduleEvaluationContext, pipeline_db: PipelineDatabase, job_name: str, what: str
+) -> Iterator[dg.RunRequest | dg.SkipReason]:
+    """One run of ``job_name`` per active connection without one already queued or running."""
+    stamp = context.scheduled_execution_time.strftime("%Y%m%d")
+    names = due_connections(pipeline_db)
+    launched = 0
+    for name in names:
+        if connection_runs_in_flight(context.instance, name, job_name):
+            continue
+        launched += 1
+        yield dg.RunRequest(run_key=f"{what}-{name}-{stamp}", tags={CONNECTION_TAG: name})
+    if not launched:
+        yield dg.SkipReason(
+            f"{what}: already queued or running" if names else "no active connection"
+        )
+
+
+@dg.schedule(
+    job=health_scores_job,
+    cron_schedule="0 4 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily, per active connection, after the reconcile: every customer re-scored with "
+    "the newest models; only changed values are written to Twenty.",
+)
+def health_scores_schedule(
+    context: dg.ScheduleEvaluationContext, pipeline_db: PipelineDatabase
+) -> Iterator[dg.RunRequest | dg.SkipReason]:
+    yield from _per_connection(context, pipeline_db, health_scores_job.name, "health-scores")
+
+
+@dg.schedule(
+    job=health_models_job,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Weekly (Monday), per active connection: the churn and lead models retrained on "
+    "the account's history, stored as new versions and checked.",
+)
+def health_models_schedule(
+    context: dg.ScheduleEvaluationContext, pipeline_db: PipelineDatabase
+) -> Iterator[dg.RunRequest | dg.SkipReason]:
+    yield from _per_connection(context, pipeline_db, health_models_job.name, "health-models")

@@ -31,6 +31,7 @@ from whop_pipeline.store.tables import (
     connections,
     crm_builds,
     crm_records,
+    health_models,
     mirror_changes,
     oauth_states,
     sync_errors,
@@ -47,7 +48,7 @@ SECRET_COLUMNS = (
     "webhook_secret_encrypted",
 )
 # Every table holding a connection's data, for --purge: the mirror, the change queue, the built CRM
-# records, what was loaded, what failed and the webhook inbox.
+# records, what was loaded, what failed, the webhook inbox and the fitted health models.
 DATA_TABLES = (
     *RAW_TABLES.values(),
     mirror_changes,
@@ -56,6 +57,7 @@ DATA_TABLES = (
     sync_state,
     sync_errors,
     webhook_inbox,
+    health_models,
 )
 
 

@@ -117,6 +117,32 @@ def keys_where(
     return found
 
 
+def iter_records(
+    conn: sa.Connection, connection: str, object_name: str, chunk: int = 1_000
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every stored (key, record) of ``object_name``, ``chunk`` rows per query (keyset on key)."""
+    last = ""
+    query = sa.select(crm_records.c.record_key, crm_records.c.record).where(
+        _scope(connection, object_name)
+    )
+    while True:
+        rows = conn.execute(
+            query.where(crm_records.c.record_key > last)
+            .order_by(crm_records.c.record_key)
+            .limit(chunk)
+        ).all()
+        yield from ((row.record_key, row.record) for row in rows)
+        if len(rows) < chunk:
+            return
+        last = rows[-1].record_key
+
+
+def record_keys(conn: sa.Connection, connection: str, object_name: str) -> set[str]:
+    """Every stored key of ``object_name`` (keys only: a few bytes each)."""
+    query = sa.select(crm_records.c.record_key).where(_scope(connection, object_name))
+    return set(conn.execute(query).scalars())
+
+
 def count_records(conn: sa.Connection, connection: str, object_name: str) -> int:
     return conn.execute(
         sa.select(sa.func.count()).select_from(crm_records).where(_scope(connection, object_name))

@@ -294,3 +294,20 @@ oauth_states = sa.Table(
     sa.Column("used_at", UTCDateTime()),
     sa.PrimaryKeyConstraint("state_hash"),
 )
+
+# Fitted customer-health models, one row per training: ``kind`` is "churn" or "lead", ``version``
+# counts up per connection and kind. ``model`` is the pickled model (docs/health.md#stored-models):
+# scores always come from the connection's newest version, and older ones stay for comparison.
+health_models = sa.Table(
+    "health_models",
+    metadata,
+    _connection(),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("trained_at", UTCDateTime(), nullable=False),
+    sa.Column("chosen", sa.String(32), nullable=False),
+    sa.Column("no_signal", sa.Boolean, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("model", sa.LargeBinary, nullable=False),
+    sa.PrimaryKeyConstraint("connection", "kind", "version"),
+)

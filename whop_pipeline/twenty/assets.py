@@ -6,6 +6,7 @@ import dagster as dg
 
 from whop_pipeline.crm.assets import CRM_ASSETS
 from whop_pipeline.crm.build import OBJECTS
+from whop_pipeline.health.records import OPPORTUNITY_HEALTH, PERSON_HEALTH
 from whop_pipeline.orchestration.tags import TWENTY_API, SyncMode
 from whop_pipeline.store import sync_history
 from whop_pipeline.store.resource import PipelineDatabase
@@ -128,3 +129,42 @@ def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
 LOAD_ASSET_DEFS = [
     _load_asset(name, LOAD_ASSETS[OBJECTS[i - 1]] if i else None) for i, name in enumerate(OBJECTS)
 ]
+
+
+@dg.asset(
+    deps=["customer_health", "twenty_people", "twenty_opportunities"],
+    group_name="health",
+    kinds={"twenty"},
+    op_tags=TWENTY_API,
+)
+def twenty_customer_health(
+    context: dg.AssetExecutionContext,
+    config: LoadConfig,
+    twenty: TwentyResource,
+    pipeline_db: PipelineDatabase,
+) -> dg.MaterializeResult:
+    """Health fields written onto Twenty people and opportunities, only where a value changed."""
+    with twenty.load_session(
+        run_id=context.run.run_id,
+        engine=pipeline_db.engine(),
+        connection=pipeline_db.connection,
+        log=context.log.info,
+        on_retry=context.log.warning,
+        dry_run=config.dry_run,
+    ) as session:
+        people = session.load(PERSON_HEALTH)
+        opportunities = session.load(OPPORTUNITY_HEALTH)
+        extra = {
+            f"{prefix}_{name}": value
+            for prefix, counts in (("people", people), ("opportunities", opportunities))
+            for name, value in counts.metadata().items()
+        }
+        total = LoadCounts(
+            created=people.created + opportunities.created,
+            updated=people.updated + opportunities.updated,
+            unchanged=people.unchanged + opportunities.unchanged,
+            rejected=people.rejected + opportunities.rejected,
+            deferred=people.deferred + opportunities.deferred,
+            write_calls=people.write_calls + opportunities.write_calls,
+        )
+        return _result(session, total, **extra)

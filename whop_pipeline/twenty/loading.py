@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from whop_pipeline.crm.build import OBJECTS
+from whop_pipeline.health.records import HEALTH_OBJECTS, TARGETS
 from whop_pipeline.store import crm
 from whop_pipeline.store.database import analyze
 from whop_pipeline.twenty import records
@@ -75,6 +76,10 @@ class TwentyLoad:
             return ready, []
         if object_name == "notes":
             return records.prepare_notes(candidates, self.caps), []
+        if object_name in HEALTH_OBJECTS:
+            target = TARGETS[object_name][1]
+            ids = self._ids(target, [c.key for c in candidates])
+            return records.prepare_health(candidates, SINGULAR[target], ids)
         if object_name == "noteTargets":
             by_kind: dict[str, list[str]] = {}
             for c in candidates:
@@ -93,14 +98,17 @@ class TwentyLoad:
     ) -> LoadCounts:
         """Send the object's records that differ from ``sync_state``: the load-pending ones, or
         with ``full`` every record (compared in SQL), or with ``keys`` just those records."""
+        health = object_name in HEALTH_OBJECTS
         upserter = TwentyUpserter(
             self.client,
             self.engine,
             connection=self.connection,
             plural=object_name,
-            unique_paths=self.caps.unique_fields(SINGULAR[object_name]),
+            # Health records address their target by id alone.
+            unique_paths=[] if health else self.caps.unique_fields(SINGULAR[object_name]),
             batch_size=self.batch_size,
             log=self.log,
+            endpoint=TARGETS[object_name][0] if health else None,
         )
         counts = upserter.counts
         if not self.dry_run:

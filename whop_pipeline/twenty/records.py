@@ -121,3 +121,20 @@ def prepare_note_targets(
         record = {**candidate.record, "noteId": note_twenty_id, link: target_id}
         result.append(prepared(candidate, record))
     return result, deferred
+
+
+def prepare_health(
+    candidates: Iterable[LoadCandidate], target: str, target_ids: Mapping[str, str]
+) -> tuple[list[PreparedRow], list[DeferredRow]]:
+    """Health fields onto the person or opportunity already in Twenty (by its id); a record whose
+    target has not landed yet waits, so a health update never creates a bare record."""
+    result: list[PreparedRow] = []
+    deferred: list[DeferredRow] = []
+    for candidate in candidates:
+        twenty_id = target_ids.get(candidate.key)
+        if twenty_id is None:
+            reason = f"waiting for {target} {candidate.key} to reach Twenty"
+            deferred.append(DeferredRow(candidate.key, reason, _source(candidate)))
+            continue
+        result.append(prepared(candidate, {"id": twenty_id, **candidate.record}))
+    return result, deferred

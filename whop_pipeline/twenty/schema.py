@@ -51,6 +51,18 @@ CUSTOM_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("note", "whopPaymentId", "TEXT", "Whop payment id", unique=True),
     FieldSpec("whopProduct", "whopProductId", "TEXT", "Whop product id", unique=True),
     FieldSpec("whopProduct", "whopRoute", "TEXT", "Whop route"),
+    # Customer health (README.md#customer-health): written by the health records, never by the sync.
+    FieldSpec("person", "whopLifetimeValue", "CURRENCY", "Whop lifetime value"),
+    FieldSpec("person", "whopMonthlyRevenue", "CURRENCY", "Whop monthly revenue"),
+    FieldSpec("person", "whopCustomerSince", "DATE_TIME", "Whop customer since"),
+    FieldSpec("person", "whopLastPaymentAt", "DATE_TIME", "Whop last payment"),
+    FieldSpec("person", "whopFailedPayments90d", "NUMBER", "Whop failed payments (90 days)"),
+    FieldSpec("person", "whopChurnRisk", "NUMBER", "Whop churn risk"),
+    FieldSpec("person", "whopChurnRiskReasons", "TEXT", "Whop churn risk reasons"),
+    FieldSpec("person", "whopLeadScore", "NUMBER", "Whop lead score"),
+    FieldSpec("person", "whopLeadScoreReasons", "TEXT", "Whop lead score reasons"),
+    FieldSpec("opportunity", "whopChurnRisk", "NUMBER", "Whop churn risk"),
+    FieldSpec("opportunity", "whopChurnRiskReasons", "TEXT", "Whop churn risk reasons"),
 )
 STAGE_LOOK = {"NEGOTIATION": ("Negotiation", "orange"), "LOST": ("Lost", "red")}
 

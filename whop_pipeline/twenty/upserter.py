@@ -62,11 +62,15 @@ class TwentyUpserter:
         unique_paths: Sequence[str],
         batch_size: int = 200,
         log: Callable[[str], None] | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
         self.connection = connection
         self.plural = plural
+        # The Twenty object written: ``plural`` itself, except for the health objects, which
+        # update people and opportunities but keep their own sync state.
+        self.endpoint = endpoint or plural
         self.unique_paths = ["id", *unique_paths]
         self.batch_size = batch_size
         self.log = log or (lambda _message: None)
@@ -149,7 +153,7 @@ class TwentyUpserter:
             return
         try:
             self.counts.write_calls += 1
-            results = self.client.batch_upsert(self.plural, [row.record for row in batch])
+            results = self.client.batch_upsert(self.endpoint, [row.record for row in batch])
         except TwentyBadRequest as error:
             limit = error.max_batch
             if limit is not None and limit < len(batch):

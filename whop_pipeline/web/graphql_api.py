@@ -1,6 +1,7 @@
 """``/graphql``: the connections API, with the operation and field names of the product it replaces.
 
-Queries ``whopConnectionStatus``, ``whopConnections`` and ``whopSyncRun``; mutations
+Queries ``whopConnectionStatus``, ``whopConnections``, ``whopSyncRun`` and
+``whopCustomerHealth`` (this project's own: the models and the customers at risk); mutations
 ``triggerWhopSync`` and ``disconnectWhopAccount``. Every one goes through ``web.views`` (the same
 checks as the settings page): a connection's token acts on that connection alone, and naming
 another, or one that does not exist, gets the same "not allowed" error before anything is read.
@@ -33,6 +34,7 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, ExecutionResult, Info
 
 from whop_pipeline.web import auth, views
+from whop_pipeline.web.graphql_health import WhopCustomerHealth, health_answer
 from whop_pipeline.web.launcher import SYNC_COUNTS, RunView, SyncLauncher
 
 T = TypeVar("T")
@@ -248,6 +250,29 @@ class Query:
         name, context = _target(info, connection), _context(info)
         run = await _in_thread(views.run_view, context.launcher, context.principal, name, run_id)
         return _run(run)
+
+    @strawberry.field(
+        description="The connection's churn and lead models and its customers at risk."
+    )
+    async def whop_customer_health(
+        self,
+        info: Info,
+        connection: ConnectionArg = None,
+        min_churn_risk: int = 50,
+        limit: int = 20,
+    ) -> WhopCustomerHealth:
+        if not 0 <= min_churn_risk <= 100 or not 1 <= limit <= 500:
+            raise ApiError("minChurnRisk must be 0–100 and limit 1–500", "BAD_USER_INPUT")
+        name, context = _target(info, connection), _context(info)
+        view = await _in_thread(
+            views.customer_health,
+            context.engine,
+            context.principal,
+            name,
+            min_churn_risk=min_churn_risk,
+            limit=limit,
+        )
+        return health_answer(view)
 
 
 @strawberry.type

@@ -85,6 +85,7 @@ class Row:
     connect: bool
     sync: bool
     disconnect: bool
+    churn_model_text: str = ""
 
     @property
     def last_sync_text(self) -> str:
@@ -254,6 +255,7 @@ def build_rows(
                 and (not view.is_connected or view.status == "needs_reauth"),
                 sync=not disconnected and not syncing,
                 disconnect=not disconnected,
+                churn_model_text=views.churn_model_text(engine, principal, name),
             )
         )
     return rows, still_tracked, notices

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from whop_pipeline.execution import connection_ops
-from whop_pipeline.store import connections
+from whop_pipeline.store import connections, crm, health_models
 from whop_pipeline.web.auth import Principal
 from whop_pipeline.web.launcher import RunView, SyncLauncher
 
@@ -101,3 +101,66 @@ def disconnect(engine: sa.Engine, principal: Principal, name: str) -> connection
     with engine.connect() as conn:
         _require(conn, principal, name)
     return connection_ops.disconnect(engine, name)
+
+
+@dataclass(frozen=True)
+class CustomerRisk:
+    person_key: str
+    churn_risk: int
+    reasons: str | None
+    lifetime_value_usd: str | None
+    monthly_revenue_usd: str | None
+
+
+@dataclass(frozen=True)
+class HealthView:
+    models: dict[str, health_models.ModelSummary]
+    people_scored: int
+    at_risk: int
+    customers_at_risk: list[CustomerRisk]
+
+
+def _usd(money: dict | None) -> str | None:
+    micros = (money or {}).get("amountMicros")
+    return None if micros is None else f"{micros / 1_000_000:.2f}"
+
+
+def customer_health(
+    engine: sa.Engine, principal: Principal, name: str, *, min_churn_risk: int, limit: int
+) -> HealthView:
+    """The connection's newest models and its customers at risk (from the health records it
+    wrote to Twenty), riskiest first."""
+    with engine.connect() as conn:
+        _require(conn, principal, name)
+        models = health_models.summaries(conn, name)
+        scored, risky = 0, []
+        for key, record in crm.iter_records(conn, name, "personHealth"):
+            scored += 1
+            risk = record.get("whopChurnRisk")
+            if risk is not None and risk >= min_churn_risk:
+                risky.append(
+                    CustomerRisk(
+                        person_key=key,
+                        churn_risk=risk,
+                        reasons=record.get("whopChurnRiskReasons"),
+                        lifetime_value_usd=_usd(record.get("whopLifetimeValue")),
+                        monthly_revenue_usd=_usd(record.get("whopMonthlyRevenue")),
+                    )
+                )
+    risky.sort(key=lambda r: (-r.churn_risk, r.person_key))
+    return HealthView(models, scored, len(risky), risky[:limit])
+
+
+def churn_model_text(engine: sa.Engine, principal: Principal, name: str) -> str:
+    """The connection's churn model in a few words, for the settings page."""
+    with engine.connect() as conn:
+        _require(conn, principal, name)
+        churn = health_models.summaries(conn, name).get("churn")
+    if churn is None:
+        return "not trained yet"
+    if churn.no_signal:
+        return f"v{churn.version}: no signal, scores withheld"
+    if churn.chosen == "rule":
+        return f"v{churn.version}: rule (history too thin to learn)"
+    auc = churn.metrics.get("roc_auc")
+    return f"v{churn.version}: {churn.chosen.replace('_', ' ')}, holdout AUC {auc:.2f}"

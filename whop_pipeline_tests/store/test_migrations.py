@@ -25,6 +25,8 @@ GENERIC_TYPES = {
     "TIMESTAMP WITH TIME ZONE": "datetime",
     "JSON": "json",
     "BOOLEAN": "boolean",
+    "BLOB": "binary",
+    "BYTEA": "binary",
 }
 
 
@@ -84,6 +86,7 @@ def test_sqlite_and_postgres_get_the_same_schema(sqlite_url, pg_url):
         "connections",
         "connection_tokens",
         "oauth_states",
+        "health_models",
     }
     assert sqlite_schema == postgres_schema
 

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from whop_pipeline.cli import main
+from whop_pipeline.execution.health import run_health
 from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.orchestration.tags import CONNECTION_TAG
 from whop_pipeline.sandbox.common import free_port
@@ -62,6 +63,14 @@ TRIGGER = """mutation Sync($connection: String, $full: Boolean, $wait: Boolean) 
 RUN = f"""query Run($connection: String, $id: String!) {{
   whopSyncRun(connection: $connection, id: $id) {{ {RUN_FIELDS} }}
 }}"""
+HEALTH = """query Health($connection: String, $min: Int) {
+  whopCustomerHealth(connection: $connection, minChurnRisk: $min) {
+    churnModel { kind version chosen noSignal rocAuc reason }
+    leadModel { version }
+    peopleScored customersAtRiskCount
+    customersAtRisk { personKey churnRisk reasons lifetimeValueUsd }
+  }
+}"""
 DISCONNECT = """mutation Disconnect($connection: String) {
   disconnectWhopAccount(connection: $connection)
 }"""
@@ -238,8 +247,9 @@ def test_a_connection_token_acts_on_its_connection_alone(stack):
         beta_sync = graphql_data(admin, TRIGGER, connection="beta", full=True, wait=True)
     beta_run = beta_sync["triggerWhopSync"]["runId"]
     assert beta_sync["triggerWhopSync"]["success"]
+    assert run_health("beta", instance=stack.instance, printer=lambda _l: None).success
     beta_row, beta_runs, beta_writes = stack.row("beta"), stack.runs_of("beta"), stack.writes(2)
-    assert beta_runs == [beta_run]
+    assert len(beta_runs) == 2 and beta_run in beta_runs  # the sync, then the health scores
 
     with stack.client("acme") as acme:
         assert [c["name"] for c in graphql_data(acme, CONNECTIONS)["whopConnections"]] == ["acme"]
@@ -248,6 +258,7 @@ def test_a_connection_token_acts_on_its_connection_alone(stack):
             "trigger": graphql_error(acme, TRIGGER, connection="beta", full=True, wait=True),
             "run": graphql_error(acme, RUN, connection="beta", id=beta_run),
             "disconnect": graphql_error(acme, DISCONNECT, connection="beta"),
+            "health": graphql_error(acme, HEALTH, connection="beta"),
         }
         for operation, message in refusals.items():
             assert message == "not allowed to act on connection 'beta'", operation
@@ -267,6 +278,13 @@ def test_a_connection_token_acts_on_its_connection_alone(stack):
         assert [c["name"] for c in graphql_data(beta, CONNECTIONS)["whopConnections"]] == ["beta"]
         run = graphql_data(beta, RUN, id=beta_run)["whopSyncRun"]
         assert run["status"] == "SUCCESS" and run["usersSync"] == landed(stack.dump(2), "people")
+        health = graphql_data(beta, HEALTH, min=0)["whopCustomerHealth"]
+    # Every person with a risk in beta's workspace is listed, riskiest first.
+    risky = [p for p in live_records(stack.dump(2), "people") if p.get("whopChurnRisk") is not None]
+    assert health["churnModel"]["version"] == 1 and health["leadModel"]["version"] == 1
+    assert health["customersAtRiskCount"] == len(risky) > 0
+    risks = [c["churnRisk"] for c in health["customersAtRisk"]]
+    assert risks == sorted((p["whopChurnRisk"] for p in risky), reverse=True)[:20]
 
 
 def test_a_failed_run_answers_success_false_with_its_error(stack):

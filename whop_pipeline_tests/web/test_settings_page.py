@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.sandbox.common import BackgroundServer
-from whop_pipeline.store import connections, sync_history, tokens
+from whop_pipeline.store import connections, health_models, sync_history, tokens
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.web.app import create_web_app
 from whop_pipeline.web.launcher import RunView
@@ -149,7 +149,7 @@ def test_signing_in_rotates_the_csrf_token_and_shows_the_table(page):
     after = CSRF.search(table).group(1)
     assert after != before
     assert "Signed in as admin." in table
-    assert table.count('<th scope="col">') == 6
+    assert table.count('<th scope="col">') == 7
     assert 'id="connection-acme"' in table and 'id="connection-beta"' in table
 
 
@@ -245,3 +245,27 @@ def test_a_sync_left_running_by_a_dead_process_does_not_hide_sync_now(page):
     shown = page.client.get("/").text
     row = shown.split('id="connection-acme"')[1].split("</tr>")[0]
     assert "syncing…" not in row and "Sync now" in row and "http-equiv" not in shown
+
+
+def churn_cell(page: Page, name: str) -> str:
+    row = page.client.get("/").text.split(f'id="connection-{name}"')[1].split("</tr>")[0]
+    return re.search(r'data-field="churn-model">([^<]*)<', row).group(1)
+
+
+def test_the_churn_model_cell_says_what_scores_mean(page):
+    assert page.sign_in().status_code == 303
+    assert churn_cell(page, "acme") == "not trained yet"
+    now = dt.datetime.now(dt.UTC)
+    learned = {"roc_auc": 0.7841, "reason": None}
+    for chosen, no_signal, metrics, shown in (
+        ("rule", False, {"reason": "3 ended"}, "v1: rule (history too thin to learn)"),
+        ("gradient_boosting", False, learned, "v2: gradient boosting, holdout AUC 0.78"),
+        ("logistic", True, {"roc_auc": 0.503}, "v3: no signal, scores withheld"),
+    ):
+        with page.app.state.engine.begin() as conn:
+            health_models.save(
+                conn, "acme", "churn", {}, chosen=chosen, no_signal=no_signal,
+                metrics=metrics, trained_at=now,
+            )  # fmt: skip
+        assert churn_cell(page, "acme") == shown
+    assert churn_cell(page, "beta") == "not trained yet"  # acme's models are acme's
