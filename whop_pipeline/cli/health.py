@@ -31,7 +31,7 @@ def summary(report: HealthRun) -> list[str]:
     loaded = report.metadata.get("twenty_customer_health", {})
     if loaded:
         lines.append(
-            f"  {'twenty_customer_health':<22} {loaded.get('updated', 0)} records written in "
+            f"  {'twenty_customer_health':<22} {loaded.get('dagster/row_count', 0)} records written in "
             f"{loaded.get('write_calls', 0)} calls, {loaded.get('deferred', 0)} waiting, "
             f"{loaded.get('rejected', 0)} rejected"
         )
