@@ -201,7 +201,10 @@ def payments_frame(payments: Iterable[Row]) -> pd.DataFrame:
                 "usd_refunded": usd_refunded,
             }
         )
-    return _frame(rows, PAYMENT_COLUMNS)
+    frame = _frame(rows, PAYMENT_COLUMNS)
+    for column in ("paid", "failed"):
+        frame[column] = frame[column].astype(bool)
+    return frame
 
 
 def plans_frame(plans: Iterable[Row]) -> pd.DataFrame:
@@ -357,12 +360,17 @@ def person_facts(
     payments: pd.DataFrame,
     plans: pd.DataFrame,
     as_of: dt.datetime | pd.Timestamp | str,
+    *,
+    members: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Facts of each person with a payment created by ``as_of`` (any outcome), by person key."""
+    """Facts of each person with a payment created by ``as_of`` (any outcome), by person key.
+    ``members``: ``membership_facts`` of the same data at the same ``as_of``, when already
+    computed (it is the expensive part)."""
     as_of = _utc(as_of)
     payments = payments[payments["created_at"] <= as_of]
     people = sorted({k for k in payments["person_key"] if k is not None})
-    members = membership_facts(memberships, payments, plans, as_of)
+    if members is None:
+        members = membership_facts(memberships, payments, plans, as_of)
 
     paid = _paid_by(payments, as_of)
     refund_known = paid["refunded_at"].notna() & (paid["refunded_at"] <= as_of)
@@ -403,11 +411,10 @@ class Frames:
     plans: pd.DataFrame
 
 
-def _payloads(
+def _chunks(
     conn: sa.Connection, object_name: str, connection: str, created_to: dt.datetime | None
-) -> Iterator[Row]:
-    """One connection's payloads, ``READ_CHUNK`` rows per query (keyset on id): memory holds a
-    chunk of JSON, and each payload is reduced to its frame row before the next is read."""
+) -> Iterator[list[Row]]:
+    """One connection's payloads, ``READ_CHUNK`` per query (keyset on id, so in id order)."""
     table = RAW_TABLES[object_name]
     last: str | None = None
     while True:
@@ -417,11 +424,18 @@ def _payloads(
         if last is not None:
             query = query.where(table.c.id > last)
         rows = conn.execute(query.order_by(table.c.id).limit(READ_CHUNK)).all()
-        for row in rows:
-            yield row.payload
+        yield [row.payload for row in rows]
         if len(rows) < READ_CHUNK:
             return
         last = rows[-1].id
+
+
+def _framed(chunks: Iterator[list[Row]], to_frame) -> pd.DataFrame:
+    """Each chunk of JSON reduced to its frame before the next is read: memory holds one chunk of
+    payloads and the small frames, never the history as dicts. Chunks come in id order, so the
+    frames concatenate in the order ``_frame`` sorts to."""
+    frames = [to_frame(chunk) for chunk in chunks]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def load_frames(
@@ -430,7 +444,7 @@ def load_frames(
     """One connection's memberships, payments and plans from the mirror; with ``as_of``, only the
     memberships and payments created by then (all the facts at ``as_of`` read)."""
     return Frames(
-        memberships=memberships_frame(_payloads(conn, "memberships", connection, as_of)),
-        payments=payments_frame(_payloads(conn, "payments", connection, as_of)),
-        plans=plans_frame(_payloads(conn, "plans", connection, None)),
+        memberships=_framed(_chunks(conn, "memberships", connection, as_of), memberships_frame),
+        payments=_framed(_chunks(conn, "payments", connection, as_of), payments_frame),
+        plans=_framed(_chunks(conn, "plans", connection, None), plans_frame),
     )

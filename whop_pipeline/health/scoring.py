@@ -272,7 +272,7 @@ def score(
             frames = frames_of_people(conn, connection, person_keys)
     m, p, plans = frames.memberships, frames.payments, frames.plans
     members = membership_facts(m, p, plans, now)
-    people = person_facts(m, p, plans, now)
+    people = person_facts(m, p, plans, now, members=members)
     renewing = _renewing_active(members, m, plans)
     membership_scores = churn.model.score(renewing)
     person_risk = churn_model.person_churn_risk(membership_scores, members)

@@ -475,7 +475,7 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 MODELS = {"memberships": Membership, "payments": Payment, "plans": Plan}
 
 
-def test_facts_over_the_sandbox_mirror(sqlite_url):
+def test_facts_over_the_sandbox_mirror(sqlite_url, monkeypatch):
     dataset = generate_dataset("small", seed=0, now=NOW)
     engine = get_engine(sqlite_url)
     with engine.begin() as conn:
@@ -491,7 +491,14 @@ def test_facts_over_the_sandbox_mirror(sqlite_url):
         assert facts.load_frames(conn, "other").payments.empty
 
     payments = dataset.rendered("payments")
+    # Framed a chunk at a time (2,400 payments: three chunks), the same as framed at once.
     pd.testing.assert_frame_equal(loaded.payments, facts.payments_frame(payments))
+    monkeypatch.setattr(facts, "READ_CHUNK", 100)
+    with engine.connect() as conn:
+        pd.testing.assert_frame_equal(
+            facts.load_frames(conn, "default").memberships,
+            facts.memberships_frame(dataset.rendered("memberships")),
+        )
     people = facts.person_facts(loaded.memberships, loaded.payments, loaded.plans, NOW)
     payers = {facts.person_key((p["user"] or {}).get("id"), p["member_id"]) for p in payments}
     assert set(people.index) == payers
