@@ -4,7 +4,7 @@
 next version; ``score`` reads the newest models, computes the facts and scores as of ``now`` and
 writes the ``personHealth`` and ``opportunityHealth`` CRM records, of which only those whose rounded
 values changed become load-pending. With ``person_keys`` (a webhook batch) it reads and scores only
-those people.
+those people. Both read the mirror a group of people at a time (``reading``).
 """
 
 from __future__ import annotations
@@ -20,15 +20,8 @@ import sqlalchemy as sa
 from whop_pipeline.health import lead as lead_model
 from whop_pipeline.health import model as churn_model
 from whop_pipeline.health import training
-from whop_pipeline.health.facts import (
-    Frames,
-    load_frames,
-    membership_facts,
-    memberships_frame,
-    payments_frame,
-    person_facts,
-    plans_frame,
-)
+from whop_pipeline.health.facts import Frames, membership_facts, person_facts
+from whop_pipeline.health.reading import first_created, frames_by_people
 from whop_pipeline.health.records import (
     OPPORTUNITY_HEALTH,
     PERSON_HEALTH,
@@ -37,9 +30,6 @@ from whop_pipeline.health.records import (
     person_health_records,
 )
 from whop_pipeline.store import crm, health_models
-from whop_pipeline.store.database import in_chunks
-from whop_pipeline.store.raw import read_raw
-from whop_pipeline.store.tables import RAW_TABLES, raw_memberships, raw_payments
 
 CHURN, LEAD = "churn", "lead"
 KINDS = (CHURN, LEAD)
@@ -81,14 +71,30 @@ class ScoreReport:
 AT_RISK = 50
 
 
-def _training_rows(kind: str, frames: Frames, now: dt.datetime) -> pd.DataFrame:
-    first, _last = training.data_span(frames.memberships, frames.payments)
+def _training_rows(
+    engine: sa.Engine, connection: str, kind: str, now: dt.datetime, progress: Callable[[str], None]
+) -> pd.DataFrame:
+    """The point-in-time training rows of the whole history, built a group of people at a time
+    (each person's rows read only that person's data): memory holds the rows, the training
+    sample, and one group's history."""
+    with engine.connect() as conn:
+        first = first_created(conn, connection)
+    if first is None:
+        return pd.DataFrame()
     snapshots = training.snapshot_times(now, first)
-    if kind == CHURN:
-        return training.training_rows(frames.memberships, frames.payments, frames.plans, snapshots)
-    return lead_model.lead_training_rows(
-        frames.memberships, frames.payments, frames.plans, snapshots
-    )
+    build = training.training_rows if kind == CHURN else lead_model.lead_training_rows
+    key = "membership_id" if kind == CHURN else "person_key"
+    parts, people = [], 0
+    for frames in frames_by_people(engine, connection, now):
+        parts.append(build(frames.memberships, frames.payments, frames.plans, snapshots))
+        people += frames.memberships["person_key"].nunique()
+        progress(f"{kind}: training rows for {people} people")
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return pd.DataFrame()
+    # The order one pass over the whole history gives: by snapshot, then by key.
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.sort_values(["snapshot", key], kind="stable").reset_index(drop=True)
 
 
 def train_and_store(
@@ -100,19 +106,15 @@ def train_and_store(
     progress: Callable[[str], None] = lambda _message: None,
 ) -> TrainReport:
     """Fit the ``kind`` model on the connection's history up to ``now`` and store it."""
-    with engine.connect() as conn:
-        frames = load_frames(conn, connection, as_of=now)
-    progress(f"{kind}: {len(frames.memberships)} memberships, {len(frames.payments)} payments read")
-    if frames.memberships.empty:
-        rows = pd.DataFrame()
+    rows = _training_rows(engine, connection, kind, now, progress)
+    progress(f"{kind}: {len(rows)} training rows")
+    if rows.empty:
         fitted = (
-            churn_model.rule_model(rows, "no memberships yet")
+            churn_model.rule_model(rows, "no history yet")
             if kind == CHURN
             else lead_model.train_lead(rows, now=now)
         )
     else:
-        rows = _training_rows(kind, frames, now)
-        progress(f"{kind}: {len(rows)} training rows")
         fitted = (
             churn_model.train(rows, now=now)
             if kind == CHURN
@@ -185,51 +187,6 @@ def _state_word(stored: health_models.StoredModel) -> str:
     return stored.model.chosen
 
 
-def _ids_of_people(
-    conn: sa.Connection, connection: str, table: sa.Table, keys: Collection[str]
-) -> list[str]:
-    ids: set[str] = set()
-    for column in (table.c.user_id, table.c.member_id):
-        query = sa.select(table.c.id).where(table.c.connection == connection)
-        for chunk in in_chunks(sorted(keys)):
-            ids.update(conn.execute(query.where(column.in_(chunk))).scalars())
-    return sorted(ids)
-
-
-def people_of(conn: sa.Connection, connection: str, ids: dict[str, set[str]]) -> set[str]:
-    """Person keys of mirror members, memberships and payments (``ids`` by mirror table)."""
-    keys: set[str] = set()
-    for object_name, table in RAW_TABLES.items():
-        wanted = ids.get(object_name)
-        if not wanted or object_name not in ("members", "memberships", "payments"):
-            continue
-        member = table.c.id if object_name == "members" else table.c.member_id
-        query = sa.select(table.c.user_id, member).where(table.c.connection == connection)
-        for chunk in in_chunks(sorted(wanted)):
-            for user_id, member_id in conn.execute(query.where(table.c.id.in_(chunk))):
-                if user_id or member_id:
-                    keys.add(user_id or member_id)
-    return keys
-
-
-def frames_of_people(conn: sa.Connection, connection: str, keys: Collection[str]) -> Frames:
-    """The memberships and payments of the people ``keys`` (and every plan): what their facts
-    read, and nothing else."""
-
-    def rows(object_name: str, table: sa.Table) -> list[dict]:
-        ids = _ids_of_people(conn, connection, table, keys)
-        return read_raw(conn, object_name, connection, ids=ids) if ids else []
-
-    memberships = memberships_frame(rows("memberships", raw_memberships))
-    payments = payments_frame(rows("payments", raw_payments))
-    wanted = set(keys)
-    return Frames(
-        memberships=memberships[memberships["person_key"].isin(wanted)],
-        payments=payments[payments["person_key"].isin(wanted)],
-        plans=plans_frame(read_raw(conn, "plans", connection)),
-    )
-
-
 def _renewing_active(facts: pd.DataFrame, memberships: pd.DataFrame, plans: pd.DataFrame):
     """The memberships a churn risk applies to: active, on a renewing plan."""
     one_time = set(plans.loc[plans["plan_type"] == "one_time", "id"])
@@ -247,6 +204,43 @@ def _write(engine: sa.Engine, connection: str, object_name: str, records, report
             )
 
 
+def _score_group(
+    engine: sa.Engine,
+    connection: str,
+    frames: Frames,
+    now: dt.datetime,
+    models: tuple[health_models.StoredModel, health_models.StoredModel],
+    report: ScoreReport,
+) -> None:
+    """One group of people: their facts and scores as of ``now``, written as CRM records."""
+    churn, lead = models
+    m, p, plans = frames.memberships, frames.payments, frames.plans
+    members = membership_facts(m, p, plans, now)
+    people = person_facts(m, p, plans, now, members=members)
+    membership_scores = churn.model.score(_renewing_active(members, m, plans))
+    person_risk = churn_model.person_churn_risk(membership_scores, members)
+    lead_scores = lead.model.score(lead_model.lead_features(m, p, plans, now))
+
+    churn_state, lead_state = score_state(churn, "churn"), score_state(lead, "conversion")
+    person_records = person_health_records(
+        people, person_risk, lead_scores, churn_state, lead_state
+    )
+    group = set(m["person_key"]) | set(p["person_key"])
+    with engine.connect() as conn:
+        stored = crm.keys_where(conn, connection, OPPORTUNITY_HEALTH, "person_key", group)
+    cleared = (stored & set(members.index)) - set(membership_scores.index)
+    opportunity_records = opportunity_health_records(
+        membership_scores, cleared, churn_state, members["person_key"].to_dict()
+    )
+    _write(engine, connection, PERSON_HEALTH, person_records, report)
+    _write(engine, connection, OPPORTUNITY_HEALTH, opportunity_records, report)
+    report.memberships_scored += len(membership_scores)
+    report.people += len(person_records)
+    report.leads += len(lead_scores)
+    if churn_state.published:
+        report.people_at_risk += int((person_risk["churn_risk"] >= AT_RISK).sum())
+
+
 def score(
     engine: sa.Engine,
     connection: str,
@@ -256,7 +250,8 @@ def score(
     train_missing: bool = True,
     log: Callable[[str], None] = lambda _message: None,
 ) -> ScoreReport:
-    """Score the connection's customers (or only ``person_keys``) as of ``now`` into CRM records."""
+    """Score the connection's customers (or only ``person_keys``) as of ``now`` into CRM records,
+    a group of people at a time."""
     churn = usable_model(engine, connection, CHURN, now, log, train_missing=train_missing)
     lead = usable_model(engine, connection, LEAD, now, log, train_missing=train_missing)
     report = ScoreReport(
@@ -265,41 +260,10 @@ def score(
         churn_state=_state_word(churn),
         lead_state=_state_word(lead),
     )
-    with engine.connect() as conn:
+    for frames in frames_by_people(engine, connection, now, keys=person_keys):
+        _score_group(engine, connection, frames, now, (churn, lead), report)
         if person_keys is None:
-            frames = load_frames(conn, connection, as_of=now)
-        else:
-            frames = frames_of_people(conn, connection, person_keys)
-    m, p, plans = frames.memberships, frames.payments, frames.plans
-    members = membership_facts(m, p, plans, now)
-    people = person_facts(m, p, plans, now, members=members)
-    renewing = _renewing_active(members, m, plans)
-    membership_scores = churn.model.score(renewing)
-    person_risk = churn_model.person_churn_risk(membership_scores, members)
-    candidates = lead_model.lead_features(m, p, plans, now)
-    lead_scores = lead.model.score(candidates)
-
-    churn_state, lead_state = score_state(churn, "churn"), score_state(lead, "conversion")
-    person_records = person_health_records(
-        people, person_risk, lead_scores, churn_state, lead_state
-    )
-    with engine.connect() as conn:
-        if person_keys is None:
-            stored = crm.record_keys(conn, connection, OPPORTUNITY_HEALTH)
-        else:
-            stored = crm.keys_where(conn, connection, OPPORTUNITY_HEALTH, "person_key", person_keys)
-    cleared = (stored & set(members.index)) - set(membership_scores.index)
-    opportunity_records = opportunity_health_records(
-        membership_scores, cleared, churn_state, members["person_key"].to_dict()
-    )
-    _write(engine, connection, PERSON_HEALTH, person_records, report)
-    _write(engine, connection, OPPORTUNITY_HEALTH, opportunity_records, report)
-
-    report.memberships_scored = len(membership_scores)
-    report.people = len(person_records)
-    report.leads = len(lead_scores)
-    if churn_state.published:
-        report.people_at_risk = int((person_risk["churn_risk"] >= AT_RISK).sum())
+            log(f"scored {report.people} people")
     log(
         f"scored {report.memberships_scored} memberships and {report.people} people "
         f"({report.changed_count(PERSON_HEALTH)} people and "

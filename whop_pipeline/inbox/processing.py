@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from whop_pipeline.crm.build import BuildReport, ChangeSet, build_for
-from whop_pipeline.health import scoring
+from whop_pipeline.health import reading, scoring
 from whop_pipeline.inbox import store
 from whop_pipeline.inbox.apply import Affected, apply_events
 from whop_pipeline.twenty.resource import TwentyResource
@@ -64,7 +64,7 @@ def rescore_people(
     object. Until the first model is trained (the health jobs) nothing is scored, and a
     scoring failure never fails the batch: the records have landed and the daily score repairs it."""
     with engine.connect() as conn:
-        people = scoring.people_of(conn, connection, affected.ids)
+        people = reading.people_of(conn, connection, affected.ids)
     if not people:
         return {}
     try:

@@ -137,12 +137,6 @@ def iter_records(
         last = rows[-1].record_key
 
 
-def record_keys(conn: sa.Connection, connection: str, object_name: str) -> set[str]:
-    """Every stored key of ``object_name`` (keys only: a few bytes each)."""
-    query = sa.select(crm_records.c.record_key).where(_scope(connection, object_name))
-    return set(conn.execute(query).scalars())
-
-
 def count_records(conn: sa.Connection, connection: str, object_name: str) -> int:
     return conn.execute(
         sa.select(sa.func.count()).select_from(crm_records).where(_scope(connection, object_name))

@@ -11,11 +11,12 @@ from decimal import Decimal
 
 import dagster as dg
 import httpx
+import pandas as pd
 import pytest
 
 from whop_pipeline.cli import main
 from whop_pipeline.cli.sync import run_sync
-from whop_pipeline.health import facts
+from whop_pipeline.health import facts, lead, reading, scoring, training
 from whop_pipeline.health.assets import churn_model, customer_health, lead_model
 from whop_pipeline.health.records import OPPORTUNITY_HEALTH, PERSON_HEALTH
 from whop_pipeline.sandbox.readings import live_records, write_requests
@@ -200,3 +201,30 @@ def test_the_health_command_retrains_scores_and_reports(scored, capsys):
     assert re.search(r"twenty_customer_health +\d+ records written in \d+ calls", out)
     with pipeline.engine.connect() as conn:
         assert health_models.versions(conn, "default", "churn") == [1, 2]
+
+
+def test_a_group_of_people_at_a_time_gives_what_one_pass_gives(scored, monkeypatch):
+    """Training rows and scores built five people at a time equal those of one pass over the
+    whole mirror (each person's rows read only that person's data)."""
+    pipeline, _ = scored
+    now = dataset_now()
+    with pipeline.engine.connect() as conn:
+        whole = facts.load_frames(conn, "default", as_of=now)
+    snapshots = training.snapshot_times(now, whole.memberships["created_at"].min())
+    one_pass = {
+        "churn": training.training_rows(whole.memberships, whole.payments, whole.plans, snapshots),
+        "lead": lead.lead_training_rows(whole.memberships, whole.payments, whole.plans, snapshots),
+    }
+    monkeypatch.setattr(reading, "PEOPLE_CHUNK", 5)
+    assert len(one_pass["churn"]) == 32  # the tiny account: one snapshot
+    for kind, expected in one_pass.items():
+        grouped = scoring._training_rows(pipeline.engine, "default", kind, now, lambda _m: None)
+        if expected.empty:  # no lead is a candidate at the tiny account's one snapshot
+            assert grouped.empty
+            continue
+        pd.testing.assert_frame_equal(grouped, expected, check_dtype=False)
+    report = scoring.score(pipeline.engine, "default", now)
+    with pipeline.engine.connect() as conn:
+        assert report.people == crm.count_records(conn, "default", PERSON_HEALTH)
+    # The records the fixture wrote in one group are exactly those written five at a time.
+    assert report.changed_count(PERSON_HEALTH) == report.changed_count(OPPORTUNITY_HEALTH) == 0
