@@ -31,9 +31,11 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
         "--churn",
         choices=["learnable", "random"],
         default="learnable",
-        help="how memberships end: 'learnable' (failed payments, short tenure and "
-        "cancel_at_period_end raise the hazard; the default) or 'random' (ends independent of "
-        "them, at about the same rate); see docs/sandbox.md#churn",
+        help="how memberships end and who comes back: 'learnable' (failed payments, short "
+        "tenure and cancel_at_period_end raise the hazard, and recently lapsed members win back "
+        "new memberships; the default) or 'random' (ends independent of them, at about the same "
+        "rate, and new memberships go to random members); see docs/sandbox.md#churn and "
+        "docs/sandbox.md#win-back",
     )
     p.add_argument(
         "--accounts",

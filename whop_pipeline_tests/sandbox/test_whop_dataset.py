@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from whop_pipeline.sandbox.dataset import (
+    DAY_MS,
     MEMBERSHIP_STATUSES,
     SIZES,
     WhopDataset,
@@ -298,17 +300,20 @@ def test_scaled_datasets_are_deterministic(small_x2: WhopDataset) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "digest"),
+    ("size", "churn", "digest"),
     [
-        ("tiny", "222cee60531b2f8fb68bd3e5c944d70dd0abca1b8dba1bd309a09efd90976666"),
-        ("small", "ed1e0b8ff9c5bc322fcc94faaede9f576075cab847c31fcf15f1cc0e53f0a9ab"),
+        ("tiny", "learnable", "dca83cdeaad58eca9a5515e786466065e167d083daf28fbc1f8113e1a768d8a2"),
+        ("small", "learnable", "17c7fc227a8b85659b2c219d66e769fe5cc8dcb12d4b7f2e665203d810e178ca"),
+        ("tiny", "random", "e32084f97d1fd83db47818bf1e139bb4c4110fa7e1c4dda47c43dba6874ea22c"),
+        ("small", "random", "ec923ad0a50a7112e3337e5de007fa1c41d756223d9a92ed0f685d99d47184fc"),
     ],
 )
-def test_scale_one_is_byte_identical_to_the_preset(size: str, digest: str) -> None:
-    """Rule: scale 1 is the preset as generated before ``scale`` existed (the digests were taken
-    from the generator without it), whether ``scale`` is given or not."""
-    assert _records_digest(generate_dataset(size, seed=0, now=WHOP_NOW)) == digest
-    assert _records_digest(generate_dataset(size, seed=0, now=WHOP_NOW, scale=1)) == digest
+def test_scale_one_is_byte_identical_to_the_preset(size: str, churn: str, digest: str) -> None:
+    """Rule: scale 1 is the preset, whether ``scale`` is given or not. The digests pin the records
+    the generator gives today, so any change to them is a deliberate one."""
+    assert _records_digest(generate_dataset(size, seed=0, now=WHOP_NOW, churn=churn)) == digest
+    again = generate_dataset(size, seed=0, now=WHOP_NOW, scale=1, churn=churn)
+    assert _records_digest(again) == digest
 
 
 def test_scaled_dataset_keeps_the_catalog_and_every_invariant(
@@ -328,3 +333,51 @@ def test_scale_must_be_a_positive_integer(scale: object) -> None:
     """Rule: ``scale`` is a positive integer; anything else is refused before generating."""
     with pytest.raises(ValueError, match="scale"):
         generate_dataset("tiny", seed=0, now=WHOP_NOW, scale=scale)  # type: ignore[arg-type]
+
+
+# -- win-back ----------------------------------------------------------------------------------
+
+
+def _lapsed_owners(ds: WhopDataset) -> tuple[int, int, float]:
+    """Over the extra memberships (each one but a member's earliest): how many there are, how many
+    went to a member lapsed when it was created, and how many would have by chance, were each owner
+    a random member among those already holding a membership then. Lapsed at ``t``: every
+    membership of theirs created before ``t`` has ended, the last 3 to 30 days before ``t`` if it
+    had a failed charge, else 3 to 150 (docs/sandbox.md#win-back)."""
+    failed = {p.membership_id for p in ds.payments if p.substatus == "failed"}
+    last_end: dict[str, float] = {}  # infinite while one of their memberships has not ended
+    oldest: dict[str, int] = {}
+
+    def lapsed(member: str, t: int) -> bool:
+        return 3 * DAY_MS <= t - last_end[member] <= oldest[member]
+
+    extras = lapsed_owners = 0
+    chance = 0.0
+    for ms in sorted(ds.memberships, key=lambda m: (m.created_at, m.id)):
+        t = ms.created_at
+        if ms.member_id in last_end:
+            extras += 1
+            lapsed_owners += lapsed(ms.member_id, t)
+            chance += sum(lapsed(member, t) for member in last_end) / len(last_end)
+        end = math.inf
+        if ms.status in ("canceled", "expired"):
+            end = ms.current_period_end if ms.current_period_end is not None else ms.expires_at
+        if end > last_end.get(ms.member_id, -math.inf):
+            last_end[ms.member_id] = end
+            oldest[ms.member_id] = (30 if ms.id in failed else 150) * DAY_MS
+    return extras, lapsed_owners, chance
+
+
+def test_lapsed_members_win_back_extra_memberships_only_when_learnable(
+    small_x2: WhopDataset,
+) -> None:
+    """Rule: in ``churn="learnable"`` about 55% of the extra memberships go to a member who lapsed
+    recently, far above the share random owners give (under 10%, in either mode's history);
+    ``churn="random"`` gives them to random members, and lapsed members own what chance gives."""
+    extras, won, chance = _lapsed_owners(small_x2)
+    random_mode = generate_dataset("small", seed=0, now=WHOP_NOW, scale=2, churn="random")
+    random_extras, random_won, random_chance = _lapsed_owners(random_mode)
+    assert (extras, won, round(chance)) == (240, 142, 6)
+    assert (random_extras, random_won, round(random_chance)) == (240, 25, 22)
+    assert won >= 0.5 * extras and won >= 5 * max(chance, random_chance)
+    assert abs(random_won - random_chance) <= 2 * math.sqrt(random_chance)

@@ -3,8 +3,9 @@
 Order of work: catalog (products, variants) → memberships (variant, and the status of those outside
 the churn process, with the hard cases at seeded positions) → each renewing membership's life in the
 churn process (``churn``) and its payments (``generate_payments``), which fix its dates and status →
-members (created just before their first membership, special profiles at seeded
-positions) → one-time purchases → refunds/failures → member aggregates.
+the memberships' owners (``winback``: lapsed members win back some extra memberships) → members
+(created just before their first membership, special profiles at seeded positions) → one-time
+purchases → refunds/failures → member aggregates.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from whop_pipeline.sandbox.whop.generate_payments import (
     one_time_payments,
 )
 from whop_pipeline.sandbox.whop.ids import DAY_MS, Ids, ascii_slug
+from whop_pipeline.sandbox.whop.winback import assign_owners
 
 ACCOUNT_NAMES = (
     "Northwind Trading",
@@ -63,11 +65,15 @@ def build(
     title = rng.choice(ACCOUNT_NAMES)
     account = Account(ids.new("biz_"), ascii_slug(title, "-"), title, start)
     products, plans = _catalog(spec, rng, ids, start, now)
+    if spec.members < len(SPECIAL_MEMBERS) or spec.memberships < spec.members:
+        raise ValueError("size too small for the hard cases")
     memberships, targets = _memberships(spec, rng, ids, plans, start, now)
     payments = membership_payments(
         spec, rng, ids, memberships, plans, start, now, targets=targets, churn=churn
     )
-    members = _members(spec, rng, ids, memberships, start)
+    failed = {p.membership_id for p in payments if p.substatus == "failed"}
+    owners = assign_owners(rng, memberships, spec.members, failed, churn)
+    members = _members(spec, rng, ids, memberships, owners, start)
     owner = {ms.id: ms.member_id for ms in memberships}
     for payment in payments:
         payment.member_id = owner[payment.membership_id]
@@ -201,14 +207,14 @@ def _memberships(
 
 
 def _members(
-    spec: SizeSpec, rng: random.Random, ids: Ids, memberships: list[Membership], start: int
+    spec: SizeSpec,
+    rng: random.Random,
+    ids: Ids,
+    memberships: list[Membership],
+    owners: list[int],
+    start: int,
 ) -> list[Member]:
     count = spec.members
-    if count < len(SPECIAL_MEMBERS) or spec.memberships < count:
-        raise ValueError("size too small for the hard cases")
-    # Every member holds one membership; the rest go to random members.
-    owners = list(range(count)) + [rng.randrange(count) for _ in range(spec.memberships - count)]
-    rng.shuffle(owners)
     first_seen = [0] * count
     for owner, ms in zip(owners, memberships, strict=True):
         if not first_seen[owner] or ms.created_at < first_seen[owner]:
