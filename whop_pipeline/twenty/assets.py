@@ -85,6 +85,23 @@ def _result(session: TwentyLoad, counts: LoadCounts, **extra: object) -> dg.Mate
     return dg.MaterializeResult(metadata=metadata)
 
 
+def _session(
+    context: dg.AssetExecutionContext,
+    config: LoadConfig,
+    twenty: TwentyResource,
+    pipeline_db: PipelineDatabase,
+):
+    """The run's load session for its connection, logging to the run."""
+    return twenty.load_session(
+        run_id=context.run.run_id,
+        engine=pipeline_db.engine(),
+        connection=pipeline_db.connection,
+        log=context.log.info,
+        on_retry=context.log.warning,
+        dry_run=config.dry_run,
+    )
+
+
 def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
     deps = ["twenty_schema", CRM_ASSETS[object_name], *([previous] if previous else [])]
 
@@ -100,14 +117,7 @@ def _load_asset(object_name: str, previous: str | None) -> dg.AssetsDefinition:
         twenty: TwentyResource,
         pipeline_db: PipelineDatabase,
     ) -> dg.MaterializeResult:
-        with twenty.load_session(
-            run_id=context.run.run_id,
-            engine=pipeline_db.engine(),
-            connection=pipeline_db.connection,
-            log=context.log.info,
-            on_retry=context.log.warning,
-            dry_run=config.dry_run,
-        ) as session:
+        with _session(context, config, twenty, pipeline_db) as session:
             full = SyncMode.is_full(context)
             counts = session.load(object_name, full=full)
             extra: dict[str, object] = {"compared": "every record" if full else "changed records"}
@@ -144,14 +154,7 @@ def twenty_customer_health(
     pipeline_db: PipelineDatabase,
 ) -> dg.MaterializeResult:
     """Health fields written onto Twenty people and opportunities, only where a value changed."""
-    with twenty.load_session(
-        run_id=context.run.run_id,
-        engine=pipeline_db.engine(),
-        connection=pipeline_db.connection,
-        log=context.log.info,
-        on_retry=context.log.warning,
-        dry_run=config.dry_run,
-    ) as session:
+    with _session(context, config, twenty, pipeline_db) as session:
         people = session.load(PERSON_HEALTH)
         opportunities = session.load(OPPORTUNITY_HEALTH)
         extra = {
@@ -159,12 +162,5 @@ def twenty_customer_health(
             for prefix, counts in (("people", people), ("opportunities", opportunities))
             for name, value in counts.metadata().items()
         }
-        total = LoadCounts(
-            created=people.created + opportunities.created,
-            updated=people.updated + opportunities.updated,
-            unchanged=people.unchanged + opportunities.unchanged,
-            rejected=people.rejected + opportunities.rejected,
-            deferred=people.deferred + opportunities.deferred,
-            write_calls=people.write_calls + opportunities.write_calls,
-        )
+        total = people + opportunities
         return _result(session, total, **extra)

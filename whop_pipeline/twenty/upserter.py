@@ -31,6 +31,9 @@ class LoadCounts:
     def metadata(self) -> dict[str, int]:
         return dict(self.__dict__)
 
+    def __add__(self, other: LoadCounts) -> LoadCounts:
+        return LoadCounts(**{k: v + getattr(other, k) for k, v in self.__dict__.items()})
+
 
 def _path_value(record: dict[str, Any], path: str) -> Any:
     value: Any = record
