@@ -35,8 +35,8 @@ def summary(report: HealthRun) -> list[str]:
             f"{loaded.get('write_calls', 0)} calls, {loaded.get('deferred', 0)} waiting, "
             f"{loaded.get('rejected', 0)} rejected"
         )
-    for name, passed in sorted(report.checks.items()):
-        lines.append(f"  check {name:<34} {'passed' if passed else 'FAILED'}")
+    for name, verdict in sorted(report.checks.items()):
+        lines.append(f"  check {name:<34} {verdict}")
     return lines
 
 

@@ -24,7 +24,7 @@ class HealthRun:
     success: bool
     connection: str
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
-    checks: dict[str, bool] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)  # passed, FAILED, or warning
     error: str | None = None
 
 
@@ -35,7 +35,8 @@ def _collect(result: dg.ExecuteInProcessResult, report: HealthRun) -> None:
         report.metadata[materialization.asset_key.to_user_string()] = values
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
-        report.checks[name] = evaluation.passed
+        warning = evaluation.severity == dg.AssetCheckSeverity.WARN
+        report.checks[name] = "passed" if evaluation.passed else "warning" if warning else "FAILED"
 
 
 def run_health(

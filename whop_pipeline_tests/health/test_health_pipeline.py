@@ -195,6 +195,8 @@ def test_the_health_command_retrains_scores_and_reports(scored, capsys):
     out = capsys.readouterr().out
     assert "churn_model            v2: rule, not validated" in out
     assert "lead_model             v2: rule, not validated" in out
+    # A rule is not validated: its checks warn, they do not fail the run.
+    assert re.search(r"check churn_model\.holdout_roc_auc +warning", out)
     # Scored as of now, not the fixture's hour: only the wording is fixed here (a failed payment
     # may leave its 30-day window in between; the count of writes is tested at a fixed as_of).
     assert re.search(r"customer_health +\d+ people, \d+ memberships scored", out)
