@@ -1,4 +1,5 @@
-"""Test helpers: an encryption key in the environment and connections added to a database."""
+"""Test helpers: connections added to a database, and the `connections add` command for a sandbox
+account."""
 
 from __future__ import annotations
 
@@ -42,3 +43,25 @@ def add_connection(
         elif status != "active":
             connections.set_status(conn, name, status)
         return connections.require(conn, name)
+
+
+def add_argv(sandbox, name: str, index: int, *extra: str) -> list[str]:
+    """``connections add NAME`` for the sandbox's account ``index``, its keys read from
+    ``NAME_WHOP_KEY`` and ``NAME_TWENTY_KEY`` (never argv)."""
+    account = sandbox.account(index)
+    return [
+        "connections",
+        "add",
+        name,
+        "--whop-account",
+        account.account_id,
+        "--whop-api-base-url",
+        sandbox.whop_base_url,
+        "--twenty-url",
+        sandbox.twenty_url,
+        "--whop-api-key-env",
+        f"{name.upper()}_WHOP_KEY",
+        "--twenty-api-key-env",
+        f"{name.upper()}_TWENTY_KEY",
+        *extra,
+    ]

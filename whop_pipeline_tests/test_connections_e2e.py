@@ -15,6 +15,7 @@ from whop_pipeline.sandbox.readings import write_requests
 from whop_pipeline.store import connections
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.tables import RAW_TABLES, crm_records, sync_state
+from whop_pipeline_tests.connections_helpers import add_argv
 from whop_pipeline_tests.expected_crm import assert_workspace_holds_exactly
 from whop_pipeline_tests.pipeline import FAST
 
@@ -45,25 +46,7 @@ def cli_env(monkeypatch, db_url, encryption_key, two_accounts):
 
 
 def add(sandbox, name: str, index: int, *extra: str) -> int:
-    account = sandbox.account(index)
-    return main(
-        [
-            "connections",
-            "add",
-            name,
-            "--whop-account",
-            account.account_id,
-            "--whop-api-base-url",
-            sandbox.whop_base_url,
-            "--twenty-url",
-            sandbox.twenty_url,
-            "--whop-api-key-env",
-            f"{name.upper()}_WHOP_KEY",
-            "--twenty-api-key-env",
-            f"{name.upper()}_TWENTY_KEY",
-            *extra,
-        ]
-    )
+    return main(add_argv(sandbox, name, index, *extra))
 
 
 def writes(sandbox, index: int) -> int:

@@ -52,6 +52,35 @@ class Stack:
             return connections.require(conn, name)
 
 
+def set_oauth_env(
+    monkeypatch, *, client_id: str, client_secret: str, app_url: str, whop_root: str
+) -> None:
+    """The app's Whop OAuth settings, pointed at the sandbox's OAuth server."""
+    for name, value in {
+        "WHOP_OAUTH_CLIENT_ID": client_id,
+        "WHOP_OAUTH_CLIENT_SECRET": client_secret,
+        "WHOP_OAUTH_REDIRECT_URI": f"{app_url}/auth/whop/callback",
+        "WHOP_OAUTH_BASE_URL": whop_root,
+        "WHOP_PIPELINE_PUBLIC_URL": app_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def save_waiting_connection(engine: sa.Engine, sandbox, name: str = "acme") -> None:
+    """A connection to the sandbox's first account with its Twenty key, waiting for Whop consent."""
+    with engine.begin() as conn:
+        oauth_tokens.save_pending(
+            conn,
+            SecretBox.from_env(),
+            name=name,
+            whop_account_id=sandbox.whop.account_id,
+            twenty_api_url=sandbox.twenty_url,
+            twenty_api_key=sandbox.twenty_api_key,
+            whop_api_base_url=sandbox.whop_base_url,
+            now=dt.datetime.now(dt.UTC),
+        )
+
+
 def serve_stack(monkeypatch, sqlite_url: str) -> Iterator[Stack]:
     """The stack, torn down in order: the app (waiting for its syncs), then the sandbox."""
     monkeypatch.setenv("WHOP_PIPELINE_ADMIN_TOKEN", ADMIN)
@@ -71,27 +100,16 @@ def serve_stack(monkeypatch, sqlite_url: str) -> Iterator[Stack]:
         )
         try:
             root = sandbox.whop_server.url
-            for name, value in {
-                "WHOP_OAUTH_CLIENT_ID": CLIENT_ID,
-                "WHOP_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-                "WHOP_OAUTH_REDIRECT_URI": callback,
-                "WHOP_OAUTH_BASE_URL": root,
-                "WHOP_PIPELINE_PUBLIC_URL": web.url,
-            }.items():
-                monkeypatch.setenv(name, value)
+            set_oauth_env(
+                monkeypatch,
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                app_url=web.url,
+                whop_root=root,
+            )
             httpx.post(f"{root}/_sandbox/oauth/consent", json={"decision": "approve"})
             engine = get_engine(sqlite_url)
-            with engine.begin() as conn:
-                oauth_tokens.save_pending(
-                    conn,
-                    SecretBox.from_env(),
-                    name="acme",
-                    whop_account_id=sandbox.whop.account_id,
-                    twenty_api_url=sandbox.twenty_url,
-                    twenty_api_key=sandbox.twenty_api_key,
-                    whop_api_base_url=sandbox.whop_base_url,
-                    now=dt.datetime.now(dt.UTC),
-                )
+            save_waiting_connection(engine, sandbox)
             yield Stack(web.url, sandbox, engine, app)
         finally:
             web.stop()

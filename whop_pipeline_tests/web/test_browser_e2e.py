@@ -28,12 +28,13 @@ import sqlalchemy as sa
 from whop_pipeline.cli.inbox import process_pending
 from whop_pipeline.lib.secrets import SecretBox
 from whop_pipeline.sandbox.readings import live_records
-from whop_pipeline.store import connections, oauth_tokens
+from whop_pipeline.store import connections
 from whop_pipeline.store.tables import webhook_inbox
 from whop_pipeline_tests.expected_crm import assert_workspace_holds_exactly
 from whop_pipeline_tests.inbox.webhook_helpers import signed_headers
 from whop_pipeline_tests.pipeline import start_test_sandbox
 from whop_pipeline_tests.web.helpers import ADMIN_TOKEN, serve_web_app, web_env
+from whop_pipeline_tests.web.oauth_stack import save_waiting_connection, set_oauth_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.sandbox, pytest.mark.dagster]
 
@@ -139,25 +140,14 @@ def test_the_settings_page_in_a_browser(
             oauth_redirect_uri=callback,
         )
         try:
-            for name, value in {
-                "WHOP_OAUTH_CLIENT_ID": CLIENT_ID,
-                "WHOP_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-                "WHOP_OAUTH_REDIRECT_URI": callback,
-                "WHOP_OAUTH_BASE_URL": sandbox.whop_server.url,
-                "WHOP_PIPELINE_PUBLIC_URL": web.url,
-            }.items():
-                monkeypatch.setenv(name, value)
-            with web.engine.begin() as conn:
-                oauth_tokens.save_pending(
-                    conn,
-                    SecretBox.from_env(),
-                    name="acme",
-                    whop_account_id=sandbox.whop.account_id,
-                    twenty_api_url=sandbox.twenty_url,
-                    twenty_api_key=sandbox.twenty_api_key,
-                    whop_api_base_url=sandbox.whop_base_url,
-                    now=dt.datetime.now(dt.UTC),
-                )
+            set_oauth_env(
+                monkeypatch,
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                app_url=web.url,
+                whop_root=sandbox.whop_server.url,
+            )
+            save_waiting_connection(web.engine, sandbox)
             home = f"{web.url}/"
             row = page.locator("#connection-acme")
             status = row.locator('[data-field="status"]')

@@ -26,9 +26,10 @@ from whop_pipeline.orchestration.tags import CONNECTION_TAG
 from whop_pipeline.sandbox.common import free_port
 from whop_pipeline.sandbox.readings import live_records, write_requests
 from whop_pipeline.sandbox.runner import Sandbox
-from whop_pipeline.store import connections, oauth_tokens
+from whop_pipeline.store import connections
 from whop_pipeline.web import launcher as launcher_module
 from whop_pipeline.web import views
+from whop_pipeline_tests.connections_helpers import add_argv
 from whop_pipeline_tests.pipeline import start_test_sandbox
 from whop_pipeline_tests.web.helpers import (
     ADMIN_TOKEN,
@@ -40,6 +41,7 @@ from whop_pipeline_tests.web.helpers import (
     tokens_printed,
     web_env,
 )
+from whop_pipeline_tests.web.oauth_stack import save_waiting_connection, set_oauth_env
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.dagster, pytest.mark.e2e]
 
@@ -108,23 +110,7 @@ def add_with_api_key(sandbox, name: str, index: int, monkeypatch, capsys) -> str
     monkeypatch.setenv(f"{name.upper()}_WHOP_KEY", account.whop_api_key)
     monkeypatch.setenv(f"{name.upper()}_TWENTY_KEY", account.twenty_api_key)
     capsys.readouterr()
-    code = main(
-        [
-            "connections",
-            "add",
-            name,
-            "--whop-account",
-            account.account_id,
-            "--whop-api-base-url",
-            sandbox.whop_base_url,
-            "--twenty-url",
-            sandbox.twenty_url,
-            "--whop-api-key-env",
-            f"{name.upper()}_WHOP_KEY",
-            "--twenty-api-key-env",
-            f"{name.upper()}_TWENTY_KEY",
-        ]
-    )
+    code = main(add_argv(sandbox, name, index))
     assert code == 0
     return tokens_printed(capsys.readouterr().out)[name]
 
@@ -423,31 +409,20 @@ def test_connect_with_oauth_then_the_checklist(monkeypatch, sqlite_url, encrypti
     )
     try:
         root = sandbox.whop_server.url
-        for name, value in {
-            "WHOP_OAUTH_CLIENT_ID": CLIENT_ID,
-            "WHOP_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-            "WHOP_OAUTH_REDIRECT_URI": callback,
-            "WHOP_OAUTH_BASE_URL": root,
-            "WHOP_PIPELINE_PUBLIC_URL": app_url,
-        }.items():
-            monkeypatch.setenv(name, value)
+        set_oauth_env(
+            monkeypatch,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            app_url=app_url,
+            whop_root=root,
+        )
         consent = httpx.post(f"{root}/_sandbox/oauth/consent", json={"decision": "approve"})
         assert consent.status_code == 200, consent.text
         with (
             dg.instance_for_test() as instance,
             serve_web_app(sqlite_url, instance=instance, port=port) as web,
         ):
-            with web.engine.begin() as conn:
-                oauth_tokens.save_pending(
-                    conn,
-                    SecretBox.from_env(),
-                    name="acme",
-                    whop_account_id=sandbox.whop.account_id,
-                    twenty_api_url=sandbox.twenty_url,
-                    twenty_api_key=sandbox.twenty_api_key,
-                    whop_api_base_url=sandbox.whop_base_url,
-                    now=dt.datetime.now(dt.UTC),
-                )
+            save_waiting_connection(web.engine, sandbox)
             with web.client(ADMIN_TOKEN) as admin:
                 before = graphql_data(admin, STATUS, connection="acme")["whopConnectionStatus"]
                 assert (before["status"], before["isConnected"], before["handle"]) == (
