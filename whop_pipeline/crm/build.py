@@ -28,7 +28,7 @@ from whop_pipeline.crm import records as crm_rows
 from whop_pipeline.crm.mapping import member_person_key
 from whop_pipeline.store import crm as store
 from whop_pipeline.store.database import ANALYZE_AFTER_ROWS, analyze, in_chunks
-from whop_pipeline.store.raw import queue_everything, read_raw
+from whop_pipeline.store.raw import ids_where, person_keys_of, queue_everything, read_raw
 from whop_pipeline.store.tables import crm_records, raw_members, raw_payments
 
 # Bump when a mapping rule changes what a record holds: every connection's records are rebuilt once.
@@ -76,18 +76,6 @@ class BuildReport:
             self.rebuilt[object_name].update(rebuilt)
 
 
-def _person_keys_of(conn: sa.Connection, connection: str, table: sa.Table, ids: set[str]):
-    """Person keys of mirror members or payments (user id, else the member id)."""
-    member_column = table.c.id if table is raw_members else table.c.member_id
-    keys: set[str] = set()
-    query = sa.select(table.c.user_id, member_column).where(table.c.connection == connection)
-    for chunk in in_chunks(sorted(ids)):
-        for user_id, member_id in conn.execute(query.where(table.c.id.in_(chunk))):
-            if user_id or member_id:
-                keys.add(user_id or member_id)
-    return keys
-
-
 def _people_with_member_email(conn: sa.Connection, connection: str, keys: set[str]) -> set[str]:
     found: set[str] = set()
     query = sa.select(raw_members.c.user_id, raw_members.c.id).where(
@@ -121,19 +109,8 @@ def _built_notes_of_products(conn: sa.Connection, connection: str, products: set
     return found
 
 
-def _ids_where(
-    conn: sa.Connection, connection: str, table: sa.Table, columns: list[str], values: set[str]
-) -> set[str]:
-    ids: set[str] = set()
-    for column in columns:
-        query = sa.select(table.c.id).where(table.c.connection == connection)
-        for chunk in in_chunks(sorted(values)):
-            ids.update(conn.execute(query.where(table.c[column].in_(chunk))).scalars())
-    return ids
-
-
 def _members_of(conn: sa.Connection, connection: str, person_keys: set[str]) -> list[dict]:
-    ids = _ids_where(conn, connection, raw_members, ["user_id", "id"], person_keys)
+    ids = ids_where(conn, connection, "members", ["user_id", "id"], person_keys)
     return read_raw(conn, "members", connection, ids=sorted(ids))
 
 
@@ -142,9 +119,7 @@ def _people_frame(conn: sa.Connection, connection: str, keys: set[str]) -> pd.Da
     for people whose member has no email, or who have no member yet."""
     members = _members_of(conn, connection, keys)
     with_email = {member_person_key(m) for m in members if m.get("email")}
-    payer_ids = _ids_where(
-        conn, connection, raw_payments, ["user_id", "member_id"], keys - with_email
-    )
+    payer_ids = ids_where(conn, connection, "payments", ["user_id", "member_id"], keys - with_email)
     frame = frames.people_frame(
         members, read_raw(conn, "payments", connection, ids=sorted(payer_ids))
     )
@@ -207,8 +182,8 @@ def build_payments(
 
 def build_changes(conn: sa.Connection, connection: str, changes: ChangeSet, report: BuildReport):
     """Rebuild every record the changed mirror rows reach (see the module's table)."""
-    member_people = _person_keys_of(conn, connection, raw_members, changes["members"])
-    payer_people = _person_keys_of(conn, connection, raw_payments, changes["payments"])
+    member_people = person_keys_of(conn, connection, "members", changes["members"])
+    payer_people = person_keys_of(conn, connection, "payments", changes["payments"])
     # A payment shapes its person only without a member email (its customer_email stands in)
     # or without a member at all (its user does).
     payer_people -= _people_with_member_email(conn, connection, payer_people)

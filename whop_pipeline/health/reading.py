@@ -14,9 +14,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from whop_pipeline.health.facts import Frames, memberships_frame, payments_frame, plans_frame
-from whop_pipeline.store.database import in_chunks
-from whop_pipeline.store.raw import read_raw
-from whop_pipeline.store.tables import RAW_TABLES, raw_memberships, raw_payments
+from whop_pipeline.store.raw import ids_where, person_keys_of, read_raw
+from whop_pipeline.store.tables import raw_memberships, raw_payments
 
 PEOPLE_CHUNK = 2_000
 PERSON_TABLES = {"members", "memberships", "payments"}
@@ -29,16 +28,9 @@ def _key(user_id: str | None, member_id: str | None) -> str | None:
 def people_of(conn: sa.Connection, connection: str, ids: dict[str, set[str]]) -> set[str]:
     """Person keys of mirror members, memberships and payments (``ids`` by mirror table)."""
     keys: set[str] = set()
-    for object_name, table in RAW_TABLES.items():
-        wanted = ids.get(object_name)
-        if not wanted or object_name not in PERSON_TABLES:
-            continue
-        member = table.c.id if object_name == "members" else table.c.member_id
-        query = sa.select(table.c.user_id, member).where(table.c.connection == connection)
-        for chunk in in_chunks(sorted(wanted)):
-            for user_id, member_id in conn.execute(query.where(table.c.id.in_(chunk))):
-                if key := _key(user_id, member_id):
-                    keys.add(key)
+    for object_name in PERSON_TABLES:
+        if ids.get(object_name):
+            keys |= person_keys_of(conn, connection, object_name, ids[object_name])
     return keys
 
 
@@ -67,15 +59,6 @@ def first_created(conn: sa.Connection, connection: str) -> dt.datetime | None:
     return min(found) if found else None
 
 
-def _ids_of(conn: sa.Connection, connection: str, table: sa.Table, keys: list[str]) -> list[str]:
-    ids: set[str] = set()
-    for column in (table.c.user_id, table.c.member_id):
-        query = sa.select(table.c.id).where(table.c.connection == connection)
-        for chunk in in_chunks(keys):
-            ids.update(conn.execute(query.where(column.in_(chunk))).scalars())
-    return sorted(ids)
-
-
 def frames_of_people(
     conn: sa.Connection,
     connection: str,
@@ -88,8 +71,8 @@ def frames_of_people(
     plan: what their facts read, and nothing else."""
     wanted = sorted(set(keys))
 
-    def frame(object_name: str, table: sa.Table, to_frame) -> pd.DataFrame:
-        ids = _ids_of(conn, connection, table, wanted) if wanted else []
+    def frame(object_name: str, to_frame) -> pd.DataFrame:
+        ids = sorted(ids_where(conn, connection, object_name, ["user_id", "member_id"], wanted))
         framed = to_frame(read_raw(conn, object_name, connection, ids=ids) if ids else [])
         framed = framed[framed["person_key"].isin(set(wanted))]
         if created_to is not None:
@@ -97,8 +80,8 @@ def frames_of_people(
         return framed.reset_index(drop=True)
 
     return Frames(
-        memberships=frame("memberships", raw_memberships, memberships_frame),
-        payments=frame("payments", raw_payments, payments_frame),
+        memberships=frame("memberships", memberships_frame),
+        payments=frame("payments", payments_frame),
         plans=plans if plans is not None else plans_frame(read_raw(conn, "plans", connection)),
     )
 

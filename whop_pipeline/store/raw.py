@@ -156,6 +156,41 @@ def queue_everything(conn: sa.Connection, connection_name: str) -> int:
     return queued
 
 
+def ids_where(
+    conn: sa.Connection,
+    connection_name: str,
+    object_name: str,
+    columns: Sequence[str],
+    values: Iterable[str],
+) -> set[str]:
+    """Ids of the mirror rows of ``object_name`` whose ``columns`` (any of them) hold one of
+    ``values``: e.g. the memberships of some people, by ``user_id`` and ``member_id``."""
+    table = RAW_TABLES[object_name]
+    wanted = sorted(set(values))
+    ids: set[str] = set()
+    for column in columns:
+        query = sa.select(table.c.id).where(table.c.connection == connection_name)
+        for chunk in in_chunks(wanted):
+            ids.update(conn.execute(query.where(table.c[column].in_(chunk))).scalars())
+    return ids
+
+
+def person_keys_of(
+    conn: sa.Connection, connection_name: str, object_name: str, ids: Iterable[str]
+) -> set[str]:
+    """The CRM person keys (the user id, else the member id) of mirror members, memberships or
+    payments ``ids``."""
+    table = RAW_TABLES[object_name]
+    member = table.c.id if object_name == "members" else table.c.member_id
+    query = sa.select(table.c.user_id, member).where(table.c.connection == connection_name)
+    keys: set[str] = set()
+    for chunk in in_chunks(sorted(ids)):
+        for user_id, member_id in conn.execute(query.where(table.c.id.in_(chunk))):
+            if user_id or member_id:
+                keys.add(user_id or member_id)
+    return keys
+
+
 def read_raw(
     conn: sa.Connection,
     object_name: str,
