@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 
 from whop_pipeline.crm.frames import TARGET_PERSON
-from whop_pipeline.store.crm import CrmRecord
-from whop_pipeline.store.raw import content_hash
+from whop_pipeline.store.crm import CrmRecord, record_digest
 
 Row = dict[str, Any]
 
@@ -50,18 +49,12 @@ def unflatten(row: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
-def digest(record: dict[str, Any], links: dict[str, Any] | None = None) -> str:
-    """What the loader compares with ``sync_state``: the record, and its relations by source key
-    (a record with no relations digests exactly as the record Twenty receives)."""
-    return content_hash(record if not links else {"record": record, "links": links})
-
-
 def _record(row: Row, links: dict[str, Any] | None = None, **columns: Any) -> CrmRecord:
     record = unflatten(row)
     return CrmRecord(
         key=row["_key"],
         record=record,
-        digest=digest(record, links),
+        digest=record_digest(record, links),
         day=row.get("_day"),
         links=links,
         **columns,

@@ -15,8 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from whop_pipeline.store.crm import CrmRecord
-from whop_pipeline.store.raw import content_hash
+from whop_pipeline.store.crm import CrmRecord, record_digest
 
 PERSON_HEALTH = "personHealth"
 OPPORTUNITY_HEALTH = "opportunityHealth"
@@ -65,8 +64,7 @@ def _number(value: Any) -> int | None:
 
 def _record(key: str, record: dict[str, Any], link: str, **columns: Any) -> CrmRecord:
     links = {link: key}
-    # Digested like the CRM's records with relations (crm.records.digest).
-    digest = content_hash({"record": record, "links": links})
+    digest = record_digest(record, links)
     return CrmRecord(key=key, record=record, digest=digest, links=links, **columns)
 
 

@@ -18,7 +18,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from whop_pipeline.store.database import in_chunks, upsert_statement
+from whop_pipeline.store.raw import content_hash
 from whop_pipeline.store.tables import crm_builds, crm_records, mirror_changes, sync_state
+
+
+def record_digest(record: dict[str, Any], links: dict[str, Any] | None = None) -> str:
+    """What the loader compares with ``sync_state``: the record, and its relations by source key
+    (a record with no relations digests exactly as the record Twenty receives)."""
+    return content_hash(record if not links else {"record": record, "links": links})
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whop_pipeline.crm import records as crm_rows
-from whop_pipeline.store.crm import LoadCandidate
+from whop_pipeline.store.crm import LoadCandidate, record_digest
 from whop_pipeline.twenty import records
 from whop_pipeline.twenty.models import Capabilities, FieldMeta, ObjectMeta
 
@@ -26,7 +25,7 @@ def caps(note_target_fields=("targetPersonId", "targetOpportunityId"), note_fiel
 
 
 def candidate(key, record, links=None, synced_hash=None) -> LoadCandidate:
-    return LoadCandidate(key, record, links, crm_rows.digest(record, links), synced_hash)
+    return LoadCandidate(key, record, links, record_digest(record, links), synced_hash)
 
 
 def test_opportunities_without_a_synced_person_are_sent_unlinked_once():

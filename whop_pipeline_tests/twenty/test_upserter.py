@@ -8,10 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from whop_pipeline.crm import mapping as m
-from whop_pipeline.crm import records as crm_rows
 from whop_pipeline.sandbox.common import BackgroundServer
 from whop_pipeline.sandbox.twenty import create_twenty_app
-from whop_pipeline.store.crm import CrmRecord, write_records
+from whop_pipeline.store.crm import CrmRecord, record_digest, write_records
 from whop_pipeline.store.database import get_engine
 from whop_pipeline.store.tables import sync_errors
 from whop_pipeline.twenty.client import TwentyClient
@@ -56,7 +55,7 @@ class Setup:
 
 
 def record(key: str, body: dict, links: dict | None = None, **columns) -> CrmRecord:
-    return CrmRecord(key, body, crm_rows.digest(body, links), links=links, **columns)
+    return CrmRecord(key, body, record_digest(body, links), links=links, **columns)
 
 
 def person(i: int, email: str | None = None, first: str = "P") -> CrmRecord:
